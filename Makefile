@@ -1,0 +1,68 @@
+# IFT: two commands on a fresh machine.
+#   make book   environment, data, training, every chapter executed with papermill, the HTML site
+#   make test   the test suite (what CI runs)
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= cpu
+NB ?=
+PARAMS ?=
+FMNIST_DEB := /usr/share/datasets/fashion-mnist
+
+.PHONY: book test env data browser chapter clean-book lock bench help
+
+help:
+	@echo "make book     build the whole book (env, data, training, notebooks, HTML) [PROFILE=$(PROFILE)]"
+	@echo "make test     run the test suite"
+	@echo "make chapter NB=notebooks/04_long_tail.py PARAMS='-p n_models 20'   rerun one chapter, rebuild the site"
+	@echo "make bench    run the benchmarks"
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ift)" >/dev/null
+	touch $@
+
+env: $(STAMP)
+
+# Fashion-MNIST: the Debian package where we may install it (root on Debian), else torchvision's download.
+data: env
+	@if [ -f $(FMNIST_DEB)/train-images-idx3-ubyte.gz ] || [ -f $(FMNIST_DEB)/train-images-idx3-ubyte ]; then \
+	  echo "Fashion-MNIST: $(FMNIST_DEB)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)); \
+	else \
+	  $(BIN)/python -m ift_core.data fetch fashion_mnist; \
+	fi
+
+# Headless Chromium for the site's browser test (Debian's package, driven by Playwright).
+browser:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)); \
+	fi
+
+book: env data
+	$(BIN)/python scripts/build_book.py --profile $(PROFILE)
+
+chapter: env data
+	@test -n "$(NB)" || (echo "usage: make chapter NB=notebooks/<chapter>.py PARAMS='-p name value ...'"; exit 2)
+	$(BIN)/python scripts/build_book.py --profile $(PROFILE) --only $(NB) $(PARAMS)
+
+test: env browser
+	$(BIN)/python -m pytest -q
+
+bench: env data
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# Re-resolve the pinned environment from requirements.in (maintainers only).
+lock:
+	rm -rf /tmp/ift-lock && $(PY) -m venv /tmp/ift-lock
+	/tmp/ift-lock/bin/pip install -q -r requirements.in
+	/tmp/ift-lock/bin/pip freeze --exclude-editable | grep -v '^ift-core' > requirements.lock
+
+clean-book:
+	rm -rf _build notebooks/_executed
