@@ -38,6 +38,7 @@ __all__ = [
     "gde",
     "plots",
     "cache",
+    "distributed",
     "experiments",
 ]
 
