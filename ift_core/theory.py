@@ -66,6 +66,7 @@ import pandas as pd
 from scipy.special import gammaln, xlogy
 
 from .internal import as_int_array
+from .gde import same_wrong_rate  # re-exported: the framework reads p_systematic from it
 
 __all__ = [
     "Group",
@@ -1596,27 +1597,6 @@ def gde_constructions(target_accuracy: float, *, base: FeatureModel | None = Non
 # --------------------------------------------------------------------------------------
 # fitting the framework to a measured interaction tensor
 # --------------------------------------------------------------------------------------
-def same_wrong_rate(predictions: Any, labels: Any) -> float:
-    """``P(same answer | both wrong)`` over pairs of distinct models and points.
-
-    Examples
-    --------
-    >>> same_wrong_rate([[1, 2], [1, 0]], [0, 0])
-    1.0
-    """
-    preds = as_int_array(predictions, name="predictions", ndim=2)
-    labels = as_int_array(labels, name="labels", ndim=1)
-    if preds.shape[1] != labels.size:
-        raise ValueError(f"predictions {preds.shape} and labels {labels.shape} do not match")
-    K = int(max(preds.max(), labels.max()) + 1)
-    wrong = preds != labels[None]
-    counts = ((preds[..., None] == np.arange(K)) & wrong[..., None]).sum(0)  # (N, K)
-    W = wrong.sum(0)
-    pairs = (W * (W - 1) / 2).sum()
-    same = (counts * (counts - 1) / 2).sum()
-    return float(same / pairs) if pairs > 0 else float("nan")
-
-
 def beta_from_same_wrong_rate(rate: float, n_classes: int) -> float:
     """Invert ``P(same | both wrong)`` to ``p_systematic`` (K > 2).
 
