@@ -1,0 +1,440 @@
+#!/usr/bin/env python
+"""Build the IFT book: execute every chapter with papermill, then build the site with Jupyter Book.
+
+Each chapter is a jupytext percent-format notebook in ``notebooks/``. For every chapter listed in
+``_toc.yml`` (entries under ``notebooks/_executed/``) this script
+
+1. converts ``notebooks/<name>.py`` to an ipynb with the ``python3`` kernel (jupytext),
+2. executes it with papermill, passing ``-p profile <profile>`` and the user's ``-p NAME VALUE``
+   parameters, into ``notebooks/_executed/<name>.ipynb``,
+3. records a stamp (source, parameters, profile, ``ift_core`` version and source hash), so a
+   rebuild skips every chapter whose inputs did not change,
+
+and finally runs ``jupyter-book build`` and prints the path of the site's ``index.html``.
+Chapters share trained ensembles through ``ift_core``'s cache; they are run in the order of the
+table of contents.
+
+Examples
+--------
+Build the default (CPU) book, or the fast test book::
+
+    python scripts/build_book.py --profile cpu
+    python scripts/build_book.py --profile tiny
+
+Rerun one chapter with other parameters and rebuild the site (what ``make chapter`` does)::
+
+    python scripts/build_book.py --only notebooks/04_long_tail.py -p n_models 20
+
+Build into a scratch folder without touching the repository's executed chapters::
+
+    python scripts/build_book.py --profile tiny --work-dir /tmp/ift-book --build-dir /tmp/ift-book/_build
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+EXECUTED_PREFIX = "notebooks/_executed/"
+PROFILES = ("tiny", "cpu", "paper")
+KERNEL = "python3"
+# Bump when the way chapters are executed changes, so every stamp goes stale.
+STAMP_VERSION = 1
+# What a scratch book root (--work-dir) needs besides the executed chapters.
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+
+
+# --------------------------------------------------------------------------- parameters
+def parse_value(text: str):
+    """Parse a ``-p`` value exactly as papermill's command line does.
+
+    ``True``/``False``/``None`` become those constants, integers and floats become numbers,
+    anything else stays a string.
+
+    Examples
+    --------
+    >>> [parse_value(v) for v in ("20", "0.5", "True", "None", "cifar10")]
+    [20, 0.5, True, None, 'cifar10']
+    """
+    if text == "True":
+        return True
+    if text == "False":
+        return False
+    if text == "None":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+# --------------------------------------------------------------------------- chapters
+@dataclass(frozen=True)
+class Chapter:
+    name: str          # e.g. "04_long_tail"
+    source: Path       # notebooks/04_long_tail.py
+
+    def output(self, exec_dir: Path) -> Path:
+        return exec_dir / f"{self.name}.ipynb"
+
+    def stamp(self, exec_dir: Path) -> Path:
+        return exec_dir / f"{self.name}.stamp.json"
+
+    def failed(self, exec_dir: Path) -> Path:
+        return exec_dir / f"{self.name}.failed.ipynb"
+
+
+def chapters_from_toc(toc_path: Path = REPO / "_toc.yml") -> list[Chapter]:
+    """The chapters the table of contents lists, in its order."""
+    toc = yaml.safe_load(toc_path.read_text())
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(str(node["file"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    names = [f[len(EXECUTED_PREFIX):] for f in files if f.startswith(EXECUTED_PREFIX)]
+    names = [n[:-len(".ipynb")] if n.endswith(".ipynb") else n for n in names]
+    return [Chapter(n, NOTEBOOKS / f"{n}.py") for n in names]
+
+
+def resolve_only(only: str, chapters: list[Chapter]) -> Chapter:
+    """Find the chapter ``--only`` names: a path, a file name, a stem or its number prefix."""
+    key = Path(only).name
+    key = key[:-3] if key.endswith(".py") else key
+    key = key[:-6] if key.endswith(".ipynb") else key
+    exact = [c for c in chapters if c.name == key]
+    if exact:
+        return exact[0]
+    prefix = [c for c in chapters if c.name.split("_", 1)[0] == key]
+    if len(prefix) == 1:
+        return prefix[0]
+    names = ", ".join(c.name for c in chapters)
+    raise SystemExit(f"--only {only!r}: no such chapter in _toc.yml (chapters: {names})")
+
+
+# --------------------------------------------------------------------------- stamps
+def _sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ift_core_fingerprint(root: Path = REPO / "ift_core") -> dict:
+    """Version and a hash of every ``ift_core`` source file: a code change reruns the chapters."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    version = "unknown"
+    init = root / "__init__.py"
+    if init.exists():
+        for line in init.read_text().splitlines():
+            if line.startswith("__version__"):
+                version = line.split("=", 1)[1].strip().strip("\"'")
+                break
+    return {"version": version, "sha256": digest.hexdigest()}
+
+
+def stamp_for(chapter: Chapter, params: dict, fingerprint: dict) -> dict:
+    return {
+        "stamp_version": STAMP_VERSION,
+        "chapter": chapter.name,
+        "source_sha256": _sha256_file(chapter.source),
+        "parameters": params,
+        "ift_core": fingerprint,
+        "kernel": KERNEL,
+    }
+
+
+def is_fresh(chapter: Chapter, exec_dir: Path, stamp: dict) -> bool:
+    out, path = chapter.output(exec_dir), chapter.stamp(exec_dir)
+    if not (out.exists() and path.exists()):
+        return False
+    try:
+        return json.loads(path.read_text()) == json.loads(json.dumps(stamp))
+    except (OSError, ValueError):
+        return False
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- execution
+@dataclass
+class Result:
+    chapter: Chapter
+    status: str        # "ran", "cached", "failed"
+    seconds: float
+    error: str = ""
+
+
+def _to_ipynb(chapter: Chapter, dest: Path) -> None:
+    """``jupytext --set-kernel python3 --to ipynb``, in process (saves a Python start per chapter)."""
+    import jupytext
+
+    nb = jupytext.read(chapter.source)
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    jupytext.write(nb, dest, fmt="ipynb")
+
+
+def _error_summary(notebook: Path, stderr: str) -> str:
+    """The failing cell's exception (from the saved notebook) and the tail of papermill's log."""
+    lines: list[str] = []
+    try:
+        nb = json.loads(notebook.read_text())
+        for i, cell in enumerate(nb.get("cells", [])):
+            for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+                if out.get("output_type") == "error":
+                    src = "".join(cell.get("source", ""))
+                    lines.append(f"cell In [{cell.get('execution_count')}] (cell {i} of the executed notebook): "
+                                 f"{out.get('ename')}: {out.get('evalue')}")
+                    lines.append("  source: " + src.strip().splitlines()[0][:120] if src.strip() else "")
+    except (OSError, ValueError):
+        pass
+    log = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    # papermill's own report (the failing cell's traceback) follows its exception's name;
+    # the click frames before it say nothing about the chapter.
+    starts = [i for i, ln in enumerate(log) if "PapermillExecutionError" in ln]
+    tail = log[starts[-1]:][:60] if starts else log[-25:]
+    if tail:
+        lines.append("papermill said:")
+        lines.extend("  " + ln for ln in tail)
+    return "\n".join(ln for ln in lines if ln)
+
+
+def execute_chapter(chapter: Chapter, params: dict, exec_dir: Path, *, timeout: float | None,
+                    stamp: dict) -> Result:
+    """Run one chapter with papermill; on success replace its executed notebook and stamp."""
+    start = time.perf_counter()
+    running = exec_dir / f".{chapter.name}.running.ipynb"
+    with tempfile.TemporaryDirectory(prefix=f"ift-{chapter.name}-") as tmp:
+        source_nb = Path(tmp) / f"{chapter.name}.ipynb"
+        params_file = Path(tmp) / "parameters.yaml"
+        try:
+            _to_ipynb(chapter, source_nb)
+        except Exception as exc:  # a malformed source is this chapter's failure, not the build's
+            return Result(chapter, "failed", time.perf_counter() - start,
+                          f"jupytext could not read {chapter.source}: {exc}")
+        params_file.write_text(yaml.safe_dump(params, sort_keys=True))
+        cmd = [sys.executable, "-m", "papermill", str(source_nb), str(running),
+               "-f", str(params_file), "-k", KERNEL, "--cwd", str(REPO), "--no-progress-bar"]
+        if timeout:
+            cmd += ["--execution-timeout", str(int(timeout))]
+        env = dict(os.environ)
+        env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiets the debugger's warning
+        env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        # tqdm.auto warns in every kernel that ipywidgets is missing; the text bars work fine.
+        env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"),
+                                                       "ignore:IProgress not found:Warning"]))
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0 or not running.exists():
+        failed = chapter.failed(exec_dir)
+        if running.exists():
+            os.replace(running, failed)
+        message = _error_summary(failed, proc.stderr)
+        if failed.exists():
+            message += f"\nexecuted notebook with the error: {failed}"
+        return Result(chapter, "failed", seconds, message)
+    os.replace(running, chapter.output(exec_dir))
+    chapter.failed(exec_dir).unlink(missing_ok=True)
+    _write_atomic(chapter.stamp(exec_dir), json.dumps(stamp, indent=2, sort_keys=True))
+    return Result(chapter, "ran", seconds)
+
+
+def _report(result: Result) -> None:
+    label = {"ran": "executed", "cached": "unchanged, kept", "failed": "FAILED"}[result.status]
+    print(f"  {result.chapter.name:<32s} {result.seconds:8.1f} s  {label}", flush=True)
+    if result.status == "failed":
+        print(f"    chapter {result.chapter.source.relative_to(REPO)} failed:", flush=True)
+        print("    " + result.error.replace("\n", "\n    "), flush=True)
+
+
+def run_chapters(chapters: list[Chapter], params: dict, exec_dir: Path, *, jobs: int,
+                 force: bool, timeout: float | None) -> list[Result]:
+    fingerprint = ift_core_fingerprint()
+    results: list[Result] = []
+    todo: list[tuple[Chapter, dict]] = []
+    for chapter in chapters:
+        if not chapter.source.exists():
+            results.append(Result(chapter, "failed", 0.0, f"missing source file {chapter.source}"))
+            _report(results[-1])
+            continue
+        stamp = stamp_for(chapter, params, fingerprint)
+        if not force and is_fresh(chapter, exec_dir, stamp):
+            results.append(Result(chapter, "cached", 0.0))
+            _report(results[-1])
+        else:
+            todo.append((chapter, stamp))
+    if not todo:
+        return results
+    # The first chapter trains the profile's ensemble; run it alone so parallel chapters
+    # find it in the cache instead of training it twice.
+    first, rest = todo[:1], todo[1:]
+    for chapter, stamp in first:
+        results.append(execute_chapter(chapter, params, exec_dir, timeout=timeout, stamp=stamp))
+        _report(results[-1])
+    if jobs <= 1:
+        for chapter, stamp in rest:
+            results.append(execute_chapter(chapter, params, exec_dir, timeout=timeout, stamp=stamp))
+            _report(results[-1])
+    else:
+        with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(execute_chapter, c, params, exec_dir, timeout=timeout, stamp=s)
+                       for c, s in rest]
+            for future in cf.as_completed(futures):
+                results.append(future.result())
+                _report(results[-1])
+    return results
+
+
+# --------------------------------------------------------------------------- site
+def prepare_work_dir(work_dir: Path) -> None:
+    """Copy the book's own sources into a scratch book root."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name in BOOK_SOURCES:
+        src, dst = REPO / name, work_dir / name
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dst)
+
+
+def site_dir(build_dir: Path) -> Path:
+    """Where ``jupyter-book build --path-output`` puts the HTML for this ``--build-dir``."""
+    # jupyter-book 1.0.4 always writes <path-output>/_build/html.
+    return (build_dir if build_dir.name == "_build" else build_dir / "_build") / "html"
+
+
+def build_site(book_root: Path, build_dir: Path, *, quiet: bool = False) -> tuple[int, Path]:
+    path_output = build_dir.parent if build_dir.name == "_build" else build_dir
+    cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+           "build", str(book_root), "--path-output", str(path_output)]
+    proc = subprocess.run(cmd, cwd=book_root, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    warnings = [ln for ln in log.splitlines() if "WARNING" in ln or "ERROR" in ln]
+    if proc.returncode != 0:
+        print(log[-6000:], flush=True)
+    elif warnings and not quiet:
+        print(f"jupyter-book: {len(warnings)} warning(s):", flush=True)
+        for ln in warnings[:40]:
+            print("  " + ln, flush=True)
+    return proc.returncode, site_dir(build_dir)
+
+
+# --------------------------------------------------------------------------- main
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Execute the book's chapters with papermill and build the site with Jupyter Book.",
+        epilog="Example: python scripts/build_book.py --only notebooks/04_long_tail.py -p n_models 20")
+    parser.add_argument("--profile", choices=PROFILES, default="cpu",
+                        help="training profile every chapter runs with (default: cpu)")
+    parser.add_argument("--only", metavar="NOTEBOOK",
+                        help="rerun only this chapter (path, file name, or number such as 04), then rebuild the site")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="papermill parameter, parsed like papermill's -p (repeatable)")
+    parser.add_argument("--build-dir", type=Path, default=REPO / "_build",
+                        help="the _build folder; the site is written to <build-dir>/html (default: _build; "
+                             "jupyter-book 1.0.4 names this folder itself, so another name X gives X/_build/html)")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="scratch book root: pages are copied there and executed chapters written to "
+                             "<work-dir>/notebooks/_executed, leaving the repository's untouched")
+    parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once (default: 1)")
+    parser.add_argument("--force", action="store_true", help="re-execute chapters even when unchanged")
+    parser.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds (default: none)")
+    parser.add_argument("--no-site", action="store_true", help="execute the chapters, skip jupyter-book build")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="build the site even when a chapter failed (the build still exits non-zero)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+
+    params: dict = {"profile": args.profile}
+    for name, value in args.parameter:
+        if not name.isidentifier():
+            parser.error(f"-p {name} {value}: {name!r} is not a valid parameter name")
+        if name == "profile":
+            parser.error("use --profile to choose the profile, not -p profile")
+        params[name] = parse_value(value)
+
+    chapters = chapters_from_toc()
+    if args.only:
+        chapters = [resolve_only(args.only, chapters)]
+
+    book_root = REPO if args.work_dir is None else args.work_dir.resolve()
+    if args.work_dir is not None:
+        prepare_work_dir(book_root)
+    exec_dir = book_root / EXECUTED_PREFIX.rstrip("/")
+    exec_dir.mkdir(parents=True, exist_ok=True)
+    build_dir = args.build_dir.resolve()
+
+    extra = {k: v for k, v in params.items() if k != "profile"}
+    print(f"IFT book: profile {args.profile}" + (f", parameters {extra}" if extra else "")
+          + f", {len(chapters)} chapter(s) -> {exec_dir}", flush=True)
+    t0 = time.perf_counter()
+    results = run_chapters(chapters, params, exec_dir, jobs=args.jobs,
+                           force=args.force or bool(args.only), timeout=args.timeout)
+    failed = [r for r in results if r.status == "failed"]
+    print(f"chapters: {sum(r.status == 'ran' for r in results)} executed, "
+          f"{sum(r.status == 'cached' for r in results)} unchanged, {len(failed)} failed "
+          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    if args.only:
+        missing = [c.name for c in chapters_from_toc() if not c.output(exec_dir).exists()]
+        if missing:
+            print(f"note: {len(missing)} chapter(s) not executed yet (run `make book`): {', '.join(missing)}")
+
+    if failed:
+        print("FAILED chapters: " + ", ".join(r.chapter.name for r in failed), flush=True)
+        if not args.keep_going:
+            print("site not rebuilt (use --keep-going to build it anyway)", flush=True)
+            return 1
+    if args.no_site:
+        return 1 if failed else 0
+
+    t1 = time.perf_counter()
+    code, html = build_site(book_root, build_dir)
+    print(f"jupyter-book build: {time.perf_counter() - t1:.1f} s", flush=True)
+    if code != 0:
+        print(f"jupyter-book build failed (exit {code})", flush=True)
+        return code
+    print(f"total {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"Site: {html / 'index.html'}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
