@@ -1,0 +1,323 @@
+"""Penultimate activations and logits of trained models on a data set.
+
+:func:`extract_activations` works for any :class:`torch.nn.Module`: a forward
+hook on the named layer records its output (flattened to ``(N, D)``) while the
+model's own output gives the logits. :class:`ActivationSet` holds the result
+for an ensemble with its labels, seeds and metadata, and stores it as a
+compressed ``.npz`` (written atomically, metadata as a JSON string, loaded with
+``allow_pickle=False``). :func:`ensemble_activations` caches one such file per
+split next to the ensemble's checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .internal import as_float_array, as_int_array, load_npz, save_npz_atomic, to_jsonable
+from .models import PENULTIMATE_LAYER
+
+__all__ = ["ActivationSet", "extract_activations", "ensemble_activations", "activations_path", "SPLITS"]
+
+SPLITS = ("train", "test")
+
+
+def _as_models(models: Any) -> list[nn.Module]:
+    if isinstance(models, nn.Module):
+        return [models]
+    try:
+        out = list(models)
+    except TypeError:
+        raise ValueError(f"models must be an nn.Module or a sequence of them, got {type(models).__name__}") from None
+    if not out:
+        raise ValueError("models is empty")
+    for i, m in enumerate(out):
+        if not isinstance(m, nn.Module):
+            raise ValueError(f"models[{i}] must be an nn.Module, got {type(m).__name__}")
+    return out
+
+
+def _as_inputs(x: Any) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = as_float_array(x, name="x")
+        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (N, ...) with N >= 1, got {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"x must be floating point, got dtype {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or infinite values")
+    return x
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def _one_model(model: nn.Module, x: torch.Tensor, layer: str, batch_size: int,
+               device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        names = [n for n in modules if n]
+        raise ValueError(f"layer {layer!r} not found in {type(model).__name__}; available layers: {names}")
+    captured: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        if not isinstance(output, torch.Tensor):
+            raise ValueError(f"layer {layer!r} returns {type(output).__name__}, not a tensor")
+        captured.append(output.detach().flatten(1).float().cpu())
+
+    was_training, home = model.training, _model_device(model)
+    handle = modules[layer].register_forward_hook(hook)
+    acts, logits = [], []
+    try:
+        model.eval().to(device)
+        for i in range(0, x.shape[0], batch_size):
+            out = model(x[i:i + batch_size].to(device))
+            if not isinstance(out, torch.Tensor) or out.dim() != 2:
+                raise ValueError(f"the model must return (N, C) logits, got "
+                                 f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+            if len(captured) != 1:
+                raise ValueError(f"layer {layer!r} ran {len(captured)} times in one forward pass; "
+                                 "hook a layer that runs exactly once")
+            acts.append(captured.pop())
+            logits.append(out.detach().float().cpu())
+    finally:
+        handle.remove()
+        model.to(home).train(was_training)  # leave the caller's model as it was
+    return torch.cat(acts).numpy(), torch.cat(logits).numpy()
+
+
+def extract_activations(models: nn.Module | Sequence[nn.Module], x: torch.Tensor | np.ndarray, *,
+                        layer: str = PENULTIMATE_LAYER, batch_size: int = 512, device: Any = None,
+                        progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Activations of ``layer`` and the logits of each model on ``x``.
+
+    Parameters
+    ----------
+    models : nn.Module or sequence of nn.Module
+        Any models returning ``(N, C)`` logits; each is run in eval mode without
+        gradients and put back in its former mode and device afterwards.
+    x : torch.Tensor or np.ndarray
+        Inputs ``(N, ...)``, already preprocessed as the models expect.
+    layer : str
+        Name of the submodule (as in ``model.named_modules()``) whose output is
+        recorded, flattened to ``(N, D)``. Default ``"penultimate"`` (every
+        :mod:`ift_core.models` architecture has it).
+    batch_size : int
+    device : str or torch.device, optional
+        Where to run; default CUDA when available, else CPU.
+    progress : bool
+        A tqdm bar over models.
+
+    Returns
+    -------
+    activations : np.ndarray
+        ``(M, N, D)`` float32 (models must agree on D).
+    logits : np.ndarray
+        ``(M, N, C)`` float32.
+
+    Raises
+    ------
+    ValueError
+        Unknown layer (the message lists the available names), bad inputs, or
+        models whose D or C differ.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> acts, logits = extract_activations(net, torch.randn(5, 4), layer="1")
+    >>> acts.shape, logits.shape
+    ((1, 5, 3), (1, 5, 2))
+    """
+    models = _as_models(models)
+    x = _as_inputs(x)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(layer, str):
+        raise ValueError(f"layer must be a module name (str), got {type(layer).__name__}")
+    if device is None:
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} asked for CUDA but torch.cuda.is_available() is False")
+    acts, logits = [], []
+    for model in tqdm(models, desc=f"activations ({layer})", disable=not progress, leave=False):
+        a, lg = _one_model(model, x, layer, batch_size, dev)
+        if acts and (a.shape[1] != acts[0].shape[1] or lg.shape[1] != logits[0].shape[1]):
+            raise ValueError(f"models disagree on shapes: D={a.shape[1]} vs {acts[0].shape[1]}, "
+                             f"C={lg.shape[1]} vs {logits[0].shape[1]}; extract them separately")
+        acts.append(a)
+        logits.append(lg)
+    return np.stack(acts).astype(np.float32, copy=False), np.stack(logits).astype(np.float32, copy=False)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class ActivationSet:
+    """Activations and logits of M models on N labelled points.
+
+    Attributes
+    ----------
+    activations : np.ndarray
+        (M, N, D) float32.
+    logits : np.ndarray
+        (M, N, C) float32.
+    labels : np.ndarray
+        (N,) int64 true labels.
+    seeds : np.ndarray
+        (M,) int64 seed of each model.
+    meta : dict
+        JSON-able description (config, split, layer, data indices, ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = ActivationSet(np.zeros((2, 3, 4), np.float32), np.zeros((2, 3, 5), np.float32),
+    ...                   np.array([0, 1, 4]), np.array([0, 1]), {"note": "zeros"})
+    >>> s.probs.shape, s.preds.shape
+    ((2, 3, 5), (2, 3))
+    """
+
+    activations: np.ndarray
+    logits: np.ndarray
+    labels: np.ndarray
+    seeds: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.activations = as_float_array(self.activations, name="activations", ndim=3).astype(np.float32, copy=False)
+        self.logits = as_float_array(self.logits, name="logits", ndim=3).astype(np.float32, copy=False)
+        self.labels = as_int_array(self.labels, name="labels", ndim=1).astype(np.int64, copy=False)
+        self.seeds = as_int_array(self.seeds, name="seeds", ndim=1).astype(np.int64, copy=False)
+        m, n, _ = self.activations.shape
+        if self.logits.shape[:2] != (m, n):
+            raise ValueError(f"logits shape {self.logits.shape} does not match activations {self.activations.shape} "
+                             "in (M, N)")
+        if self.labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {self.labels.shape}")
+        if self.seeds.shape != (m,):
+            raise ValueError(f"seeds must have shape ({m},), got {self.seeds.shape}")
+        c = self.logits.shape[2]
+        if n and (self.labels.min() < 0 or self.labels.max() >= c):
+            raise ValueError(f"labels must lie in [0, {c}), got range [{self.labels.min()}, {self.labels.max()}]")
+        if not isinstance(self.meta, dict):
+            raise ValueError(f"meta must be a dict, got {type(self.meta).__name__}")
+        self.meta = to_jsonable(self.meta)
+        try:  # fail now, not at save time, if something is not JSON
+            json.dumps(self.meta)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"meta must be JSON-serialisable: {err}") from None
+
+    @property
+    def n_models(self) -> int:
+        return int(self.activations.shape[0])
+
+    @property
+    def n_points(self) -> int:
+        return int(self.activations.shape[1])
+
+    @property
+    def probs(self) -> np.ndarray:
+        """(M, N, C) softmax of the logits (float32)."""
+        return _softmax(self.logits.astype(np.float64)).astype(np.float32)
+
+    @property
+    def preds(self) -> np.ndarray:
+        """(M, N) predicted class of each model (argmax of the logits)."""
+        return self.logits.argmax(axis=-1).astype(np.int64)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a compressed ``.npz`` atomically (metadata as a JSON string). Returns the path."""
+        return save_npz_atomic(path, activations=self.activations, logits=self.logits, labels=self.labels,
+                               seeds=self.seeds, meta=np.asarray(json.dumps(self.meta, sort_keys=True)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ActivationSet":
+        """Read a file written by :meth:`save`, never unpickling."""
+        arrays = load_npz(path)
+        missing = {"activations", "logits", "labels", "seeds", "meta"} - set(arrays)
+        if missing:
+            raise ValueError(f"{path} is not an ActivationSet file: missing {sorted(missing)}")
+        meta = arrays["meta"]
+        if meta.dtype.kind != "U" or meta.ndim != 0:
+            raise ValueError(f"{path}: meta must be a JSON string, got dtype {meta.dtype} shape {meta.shape}")
+        return cls(activations=arrays["activations"], logits=arrays["logits"], labels=arrays["labels"],
+                   seeds=arrays["seeds"], meta=json.loads(str(meta)))
+
+
+def activations_path(ensemble: Any, split: str = "test", layer: str = PENULTIMATE_LAYER) -> Path:
+    """Where :func:`ensemble_activations` caches ``ensemble``'s activations on ``split``."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    seeds = list(ensemble.seeds)
+    # Seeds are consecutive (config.seed + m), so first and count name the set.
+    return Path(ensemble.directory) / f"activations_{split}_{layer}_s{seeds[0]}_n{len(seeds)}.npz"
+
+
+def ensemble_activations(ensemble: Any, *, split: str = "test", layer: str = PENULTIMATE_LAYER,
+                         batch_size: int = 512, device: Any = None, progress: bool = True,
+                         cache: bool = True) -> ActivationSet:
+    """Activations and logits of every model of ``ensemble`` on its train or test set, cached.
+
+    The file lives next to the ensemble's checkpoints (see :func:`activations_path`);
+    a second call reads it instead of running the models.
+
+    Parameters
+    ----------
+    ensemble : ift_core.train.Ensemble
+    split : {"train", "test"}
+        ``"train"`` is model 0's training set in the diffdata/alldiff modes.
+    layer, batch_size, device
+        As in :func:`extract_activations`.
+    progress : bool
+    cache : bool
+        False recomputes and does not write the file.
+
+    Examples
+    --------
+    >>> from ift_core.train import get_profile, train_ensemble
+    >>> acts = ensemble_activations(train_ensemble(get_profile("tiny"), progress=False), progress=False)
+    >>> acts.activations.shape
+    (5, 450, 128)
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    path = activations_path(ensemble, split, layer)
+    if cache and path.exists():
+        return ActivationSet.load(path)
+    train, test = ensemble.data()
+    ds = train if split == "train" else test
+    acts, logits = extract_activations(ensemble.models, ds.x, layer=layer, batch_size=batch_size,
+                                       device=device, progress=progress)
+    meta = {
+        "config": to_jsonable(ensemble.config), "split": split, "layer": layer, "data_name": ds.name,
+        "classes": list(ds.classes), "indices": ds.indices.tolist(), "mean": list(ds.mean), "std": list(ds.std),
+        "train_accuracy": np.asarray(ensemble.train_accuracy).tolist(),
+        "test_accuracy": np.asarray(ensemble.test_accuracy).tolist(),
+    }
+    out = ActivationSet(activations=acts, logits=logits, labels=ds.y.numpy().astype(np.int64),
+                        seeds=np.asarray(ensemble.seeds, dtype=np.int64), meta=meta)
+    if cache:
+        out.save(path)
+    return out

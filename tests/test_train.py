@@ -1,0 +1,373 @@
+"""Seed ensembles: configs, modes, determinism across backends, checkpoints, resume, cache."""
+from __future__ import annotations
+
+import gc
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ift_core import train as tr
+from ift_core.data import DataConfig, load_data
+from ift_core.train import (
+    MODES,
+    PROFILES,
+    Ensemble,
+    TrainConfig,
+    get_profile,
+    load_ensemble,
+    lr_at,
+    model_seeds,
+    train_ensemble,
+)
+
+torch.set_num_threads(1)
+
+DIGITS = DataConfig(name="digits", n_train=600, n_test=200)
+REAL_TRAIN_ONE = tr._train_one
+
+
+def small(**changes) -> TrainConfig:
+    """A config that trains in a fraction of a second per seed."""
+    base = TrainConfig(data=DIGITS, arch="mlp", width=32, n_models=3, epochs=2, lr=0.05, batch_size=50)
+    return base.replace(**changes)
+
+
+def weights(ens: Ensemble) -> list[dict[str, torch.Tensor]]:
+    return [m.state_dict() for m in ens.models]
+
+
+def assert_bit_identical(a: Ensemble, b: Ensemble) -> None:
+    assert a.seeds == b.seeds
+    for sa, sb in zip(weights(a), weights(b)):
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), k
+    np.testing.assert_array_equal(a.test_accuracy, b.test_accuracy)
+    np.testing.assert_array_equal(a.train_accuracy, b.train_accuracy)
+
+
+def max_weight_gap(a: Ensemble, b: Ensemble) -> float:
+    return max(float((x - y).abs().max())
+               for sa, sb in zip(weights(a), weights(b)) for x, y in zip(sa.values(), sb.values()))
+
+
+class SimulatedKill(Exception):
+    """Stands for a kill (Ctrl-C, OOM, lost node) in the middle of a run."""
+
+
+class Counter:
+    """Wraps tr._train_one: counts calls and can fail after k of them (a simulated kill)."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls: list[int] = []
+        self.fail_after = fail_after
+        self.real = REAL_TRAIN_ONE
+
+    def __call__(self, config, m, *args, **kwargs):
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise SimulatedKill(f"killed after {len(self.calls)} seeds")
+        self.calls.append(m)
+        return self.real(config, m, *args, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# Configs
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        (dict(mode="sameinit"), "unknown mode"),
+        (dict(arch="vgg"), "unknown arch"),
+        (dict(schedule="step"), "unknown schedule"),
+        (dict(n_models=0), "n_models"),
+        (dict(n_models=2.0), "n_models"),
+        (dict(epochs=0), "epochs"),
+        (dict(lr=0.0), "lr"),
+        (dict(lr=-0.1), "lr"),
+        (dict(lr=float("nan")), "lr"),
+        (dict(momentum=1.0), "momentum"),
+        (dict(weight_decay=-1e-4), "weight_decay"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(seed=-1), "seed"),
+        (dict(width=0), "width"),
+        (dict(data="digits"), "DataConfig"),
+        (dict(mode="diffdata", n_train=None), "n_train"),
+        (dict(mode="alldiff", n_train=None), "n_train"),
+        (dict(colour="red"), "unknown TrainConfig field"),
+    ],
+)
+def test_bad_config(changes, match):
+    with pytest.raises(ValueError, match=match):
+        small(**changes)
+
+
+def test_replace_data_fields_bare_and_dotted():
+    c = small()
+    assert c.replace(n_train=100).data.n_train == 100
+    assert c.replace(**{"data.subset_seed": 4}).data.subset_seed == 4
+    d = c.replace(epochs=5, name="fashion_mnist", n_test=50)
+    assert (d.epochs, d.data.name, d.data.n_test, d.data.n_train) == (5, "fashion_mnist", 50, 600)
+    assert c.epochs == 2 and c.data == DIGITS  # frozen: the original is untouched
+    with pytest.raises(Exception):
+        c.epochs = 3  # type: ignore[misc]
+
+
+def test_profiles():
+    tiny, cpu, paper = get_profile("tiny"), get_profile("cpu"), get_profile("paper")
+    assert (tiny.data.name, tiny.arch) == ("digits", "mlp")
+    assert (cpu.data.name, cpu.arch, cpu.n_models, cpu.data.n_train, cpu.data.n_test) == (
+        "fashion_mnist", "small_cnn", 10, 10_000, 2_000)
+    assert (paper.data.name, paper.arch, paper.n_models, paper.data.n_train, paper.data.n_test) == (
+        "cifar10", "resnet18", 20, None, None)
+    assert (paper.lr, paper.momentum, paper.weight_decay, paper.batch_size, paper.schedule) == (
+        0.1, 0.9, 1e-4, 100, "cosine")
+    assert get_profile("cpu", n_models=4, n_train=500).replace(n_models=10, n_train=10_000) == cpu
+    assert set(PROFILES) == {"tiny", "cpu", "paper"}
+    # The data set's `name` is an override like any other, not the profile's name.
+    assert get_profile("tiny", name="fashion_mnist").data.name == "fashion_mnist"
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("huge")
+
+
+def test_model_seeds_per_mode():
+    table = {
+        "diffinit": [(5, 5, 0, 2), (6, 6, 5, 2)],
+        "difforder": [(5, 5, 5, 2), (6, 5, 6, 2)],
+        "diffdata": [(5, 5, 5, 2), (6, 5, 5, 3)],
+        "alldiff": [(5, 5, 5, 2), (6, 6, 6, 3)],
+    }
+    for mode in MODES:
+        c = small(mode=mode, seed=5, subset_seed=2)
+        got = [tuple(model_seeds(c, m).values()) for m in range(2)]
+        # diffinit: order fixed by config.seed; here seed=5 so both orders are 5.
+        want = [(s, i, o if mode != "diffinit" else 5, d) for s, i, o, d in table[mode]]
+        assert got == want, mode
+
+
+def test_lr_schedule():
+    c = small(lr=0.2)
+    assert lr_at(c, 0, 100) == pytest.approx(0.2)
+    assert lr_at(c, 50, 100) == pytest.approx(0.1)
+    assert lr_at(c, 99, 100) == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * 0.99)))
+    assert all(lr_at(c, s + 1, 100) < lr_at(c, s, 100) for s in range(99))
+    assert all(lr_at(small(schedule="constant"), s, 10) == 0.05 for s in range(10))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(backend="threads"), "unknown backend"),
+        (dict(n_workers=0), "n_workers"),
+        (dict(n_workers=1.5), "n_workers"),
+    ],
+)
+def test_bad_train_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train_ensemble(small(), progress=False, **kwargs)
+
+
+def test_bad_train_arguments_types():
+    with pytest.raises(ValueError, match="TrainConfig"):
+        train_ensemble({"arch": "mlp"}, progress=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
+def test_cuda_requested_without_gpu():
+    with pytest.raises(ValueError, match="CUDA"):
+        train_ensemble(small(), device="cuda", progress=False)
+
+
+# ------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny() -> Ensemble:
+    return train_ensemble(get_profile("tiny"), progress=False)
+
+
+def test_tiny_profile_learns_digits(tiny):
+    cfg = get_profile("tiny")
+    assert len(tiny) == cfg.n_models and tiny.seeds == cfg.seeds
+    assert tiny.test_accuracy.shape == tiny.train_accuracy.shape == (cfg.n_models,)
+    assert tiny.test_accuracy.min() > 0.85
+    assert tiny.train_accuracy.min() > 0.95
+    assert all(not m.training for m in tiny.models)
+    assert all(p.device.type == "cpu" for m in tiny.models for p in m.parameters())
+    # Recorded accuracy is the model's accuracy on the test set (independent recomputation).
+    _, test = tiny.data()
+    with torch.no_grad():
+        acc = [float((m(test.x).argmax(1) == test.y).float().mean()) for m in tiny.models]
+    np.testing.assert_allclose(acc, tiny.test_accuracy, atol=1e-12)
+
+
+def test_same_config_gives_bit_identical_weights():
+    c = small(arch="small_cnn", width=4, mode="alldiff")
+    a = train_ensemble(c, backend="sequential", cache=False, progress=False)
+    b = train_ensemble(c, backend="sequential", cache=False, progress=False)
+    assert_bit_identical(a, b)
+    assert a.directory != b.directory  # cache=False: fresh folders, the cache is left alone
+    assert not (tr.ensemble_dir(c) / "seed_00000.pt").exists()
+    scratch = a.directory
+    assert (scratch / "seed_00000.pt").exists()
+    del a
+    gc.collect()
+    assert not scratch.exists()  # removed with its Ensemble
+
+
+def test_threads_restored_after_training():
+    torch.set_num_threads(2)
+    try:
+        train_ensemble(small(n_models=1, epochs=1), backend="sequential", cache=False, progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+
+
+@pytest.mark.slow  # two spawned workers each import torch: ~10 s, more on a loaded machine
+def test_processes_equal_sequential_bit_for_bit():
+    # A conv net with its own data subset per seed: exercises diffdata through the workers.
+    c = small(arch="small_cnn", width=4, mode="alldiff")
+    seq = train_ensemble(c, backend="sequential", cache=False, progress=False)
+    proc = train_ensemble(c, backend="processes", n_workers=2, cache=False, progress=False)
+    assert_bit_identical(seq, proc)
+    assert {m["backend"] for m in proc.metrics()} == {"processes"}
+
+
+@pytest.mark.parametrize("mode", ["diffinit", "alldiff"])  # shared batches / stacked batches
+def test_vmap_close_to_sequential(mode):
+    c = small(mode=mode, epochs=3)
+    seq = train_ensemble(c, backend="sequential", cache=False, progress=False)
+    vm = train_ensemble(c, backend="vmap", cache=False, progress=False)
+    gap = max_weight_gap(seq, vm)
+    assert gap < 1e-4
+    assert max_weight_gap(seq, train_ensemble(c.replace(seed=1), backend="sequential", cache=False,
+                                              progress=False)) > 1e-2  # the tolerance is meaningful
+    np.testing.assert_allclose(vm.test_accuracy, seq.test_accuracy, atol=1 / 200 + 1e-9)
+    np.testing.assert_allclose(
+        [h for m in vm.metrics() for h in m["loss_history"]],
+        [h for m in seq.metrics() for h in m["loss_history"]], rtol=1e-4)
+
+
+def test_vmap_with_batch_norm_close_to_sequential():
+    c = small(arch="small_resnet", width=4, n_models=2, n_train=200, n_test=100)
+    seq = train_ensemble(c, backend="sequential", cache=False, progress=False)
+    vm = train_ensemble(c, backend="vmap", cache=False, progress=False)
+    assert max_weight_gap(seq, vm) < 1e-4  # includes the running statistics (buffers)
+    rm = [m.bn1.running_mean for m in vm.models]
+    assert not torch.equal(rm[0], rm[1]) and float(rm[0].abs().max()) > 0  # updated, per model
+
+
+def test_modes_vary_what_they_say():
+    # lr so small that the weights stay at their initialisation: init differs iff the mode says so.
+    for mode, init_differs in [("diffinit", True), ("difforder", False), ("diffdata", False), ("alldiff", True)]:
+        ens = train_ensemble(small(mode=mode, n_models=2, epochs=1, lr=1e-9, schedule="constant"),
+                             backend="sequential", cache=False, progress=False)
+        gap = float((ens.models[0].classifier.weight - ens.models[1].classifier.weight).abs().max().detach())
+        assert (gap > 1e-3) == init_differs, (mode, gap)
+
+
+def test_diffdata_draws_a_subset_per_model():
+    c = small(mode="diffdata", n_models=3)
+    ens = train_ensemble(c, backend="sequential", progress=False)
+    idx = [np.asarray(m["train_indices"]) for m in ens.metrics()]
+    train0, test = load_data(c.data)
+    np.testing.assert_array_equal(idx[0], train0.indices)  # model 0 = the config's subset
+    np.testing.assert_array_equal(ens.data()[0].indices, train0.indices)
+    assert all(len(i) == c.data.n_train and len(np.unique(i)) == c.data.n_train for i in idx)
+    assert not np.array_equal(idx[0], idx[1]) and not np.array_equal(idx[1], idx[2])
+    shared = train_ensemble(c.replace(mode="diffinit"), backend="sequential", progress=False)
+    assert all(np.array_equal(m["train_indices"], idx[0]) for m in shared.metrics())
+
+
+# ------------------------------------------------------------------------------------------
+# Checkpoints, resume, cache
+# ------------------------------------------------------------------------------------------
+def test_cache_hit_trains_nothing(monkeypatch):
+    c = small(seed=10)
+    first = train_ensemble(c, backend="sequential", progress=False)
+    assert first.n_trained == 3
+    stamps = {p: p.stat().st_mtime_ns for p in first.directory.glob("seed_*.pt")}
+    counter = Counter()
+    monkeypatch.setattr(tr, "_train_one", counter)
+    again = train_ensemble(c, backend="sequential", progress=False)
+    assert counter.calls == [] and again.n_trained == 0
+    assert {p: p.stat().st_mtime_ns for p in again.directory.glob("seed_*.pt")} == stamps
+    assert_bit_identical(first, again)
+    # Any backend is a cache hit too.
+    assert train_ensemble(c, backend="processes", progress=False).n_trained == 0
+
+
+def test_checkpoints_are_plain_and_atomic():
+    ens = train_ensemble(small(seed=20), backend="sequential", progress=False)
+    files = sorted(p.name for p in ens.directory.iterdir())
+    assert files == ["config.json", "seed_00020.pt", "seed_00021.pt", "seed_00022.pt"]  # no temp files
+    ck = torch.load(ens.directory / "seed_00021.pt", weights_only=True)
+    assert ck["seed"] == 21 and ck["test_accuracy"] == ens.test_accuracy[1]
+    assert len(ck["loss_history"]) == 2 and set(ck["state_dict"]) == set(ens.models[1].state_dict())
+
+
+def test_resume_after_interruption(monkeypatch):
+    c = small(seed=30, n_models=4, arch="small_cnn", width=4)
+    reference = train_ensemble(c, backend="sequential", cache=False, progress=False)
+    killer = Counter(fail_after=2)
+    monkeypatch.setattr(tr, "_train_one", killer)
+    with pytest.raises(SimulatedKill):
+        train_ensemble(c, backend="sequential", progress=False)
+    done = sorted(tr.ensemble_dir(c).glob("seed_*.pt"))
+    assert [p.name for p in done] == ["seed_00030.pt", "seed_00031.pt"]
+    stamps = {p: p.stat().st_mtime_ns for p in done}
+    counter = Counter()
+    monkeypatch.setattr(tr, "_train_one", counter)
+    resumed = train_ensemble(c, backend="sequential", progress=False)
+    assert counter.calls == [2, 3] and resumed.n_trained == 2  # finished seeds not retrained
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert_bit_identical(resumed, reference)
+    # A lost checkpoint is retrained alone, to the same weights.
+    (tr.ensemble_dir(c) / "seed_00032.pt").unlink()
+    counter.calls.clear()
+    again = train_ensemble(c, backend="sequential", progress=False)
+    assert counter.calls == [2]
+    assert_bit_identical(again, reference)
+
+
+def test_seed_finished_by_a_concurrent_run_is_skipped(monkeypatch):
+    c = small(seed=60, n_models=2)
+    ens = train_ensemble(c, backend="sequential", progress=False)
+    counter = Counter()
+    monkeypatch.setattr(tr, "_train_one", counter)
+    # As if another process finished both seeds after this run listed them as missing.
+    trained = tr._run_sequential(c, [0, 1], ens.directory, torch.device("cpu"), False, tr.tqdm(disable=True))
+    assert trained == 0 and counter.calls == []
+
+
+def test_larger_ensemble_reuses_trained_seeds():
+    c = small(seed=40, n_models=2)
+    train_ensemble(c, backend="sequential", progress=False)
+    bigger = train_ensemble(c.replace(n_models=4), backend="sequential", progress=False)
+    assert bigger.n_trained == 2 and bigger.seeds == [40, 41, 42, 43]
+    assert_bit_identical(load_ensemble(c), train_ensemble(c, progress=False))
+
+
+def test_load_ensemble_missing_checkpoint():
+    with pytest.raises(FileNotFoundError, match="seed 50"):
+        load_ensemble(small(seed=50))
+
+
+def test_divergence_is_an_error():
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train_ensemble(small(n_models=1, lr=1e12, momentum=0.0, schedule="constant"), backend="sequential",
+                       cache=False, progress=False)
+
+
+def test_fashion_mnist_fixture_small_cnn(fixtures_dir):
+    root = Path(fixtures_dir) / "fashion_mnist"
+    if not root.exists():
+        pytest.skip("Fashion-MNIST fixture not committed yet")
+    c = TrainConfig(data=DataConfig(name="fashion_mnist", n_train=500, n_test=200, root=str(root)),
+                    arch="small_cnn", width=8, n_models=2, epochs=3)
+    ens = train_ensemble(c, backend="sequential", progress=False)
+    assert ens.models[0].classifier.in_features == 64
+    assert ens.test_accuracy.min() > 0.5  # 10 classes: chance is 0.1
