@@ -7,6 +7,10 @@ for an ensemble with its labels, seeds and metadata, and stores it as a
 compressed ``.npz`` (written atomically, metadata as a JSON string, loaded with
 ``allow_pickle=False``). :func:`ensemble_activations` caches one such file per
 split next to the ensemble's checkpoints.
+
+Besides the ensemble's own ``"train"`` and ``"test"`` sets there is the
+``"subpopulation"`` split: every test image under the data config's
+sub-population transform (:func:`ift_core.data.load_subpopulation_data`, issue 4).
 """
 from __future__ import annotations
 
@@ -19,14 +23,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .internal import as_float_array, as_int_array, load_npz, save_npz_atomic, to_jsonable
 from .models import PENULTIMATE_LAYER
 
 __all__ = ["ActivationSet", "extract_activations", "ensemble_activations", "activations_path", "SPLITS"]
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "subpopulation")
 
 
 def _as_models(models: Any) -> list[nn.Module]:
@@ -271,13 +275,17 @@ def activations_path(ensemble: Any, split: str = "test", layer: str = PENULTIMAT
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     seeds = list(ensemble.seeds)
+    if split == "subpopulation":
+        # The transform is not in the ensemble's key when it trained without a sub-population.
+        split = f"subpopulation-{ensemble.config.data.subpopulation_transform}"
     # Seeds are consecutive (config.seed + m), so first and count name the set.
     return Path(ensemble.directory) / f"activations_{split}_{layer}_s{seeds[0]}_n{len(seeds)}.npz"
 
 
 def ensemble_activations(ensemble: Any, *, split: str = "test", layer: str = PENULTIMATE_LAYER,
                          batch_size: int = 512, device: Any = None, progress: bool = True,
-                         cache: bool = True) -> ActivationSet:
+                         cache: bool = True, backend: str = "local", ray_address: str | None = None,
+                         ray_resources: dict | None = None) -> ActivationSet:
     """Activations and logits of every model of ``ensemble`` on its train or test set, cached.
 
     The file lives next to the ensemble's checkpoints (see :func:`activations_path`);
@@ -286,13 +294,19 @@ def ensemble_activations(ensemble: Any, *, split: str = "test", layer: str = PEN
     Parameters
     ----------
     ensemble : ift_core.train.Ensemble
-    split : {"train", "test"}
-        ``"train"`` is model 0's training set in the diffdata/alldiff modes.
+    split : {"train", "test", "subpopulation"}
+        ``"train"`` is model 0's training set in the diffdata/alldiff modes; ``"subpopulation"``
+        the rich test set of the sub-population construction: every test image under
+        ``ensemble.config.data.subpopulation_transform``.
     layer, batch_size, device
         As in :func:`extract_activations`.
     progress : bool
     cache : bool
         False recomputes and does not write the file.
+    backend : {"local", "ray"}
+        ``"ray"``: one Ray task per model (:func:`ift_core.distributed.extract_activations_ray`),
+        on the cluster ``ray_address`` with per-task ``ray_resources`` (as in
+        :func:`ift_core.train.train_ensemble`); identical results on CPU.
 
     Examples
     --------
@@ -303,13 +317,28 @@ def ensemble_activations(ensemble: Any, *, split: str = "test", layer: str = PEN
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    if backend not in ("local", "ray"):
+        raise ValueError(f"unknown backend {backend!r}; choose 'local' or 'ray'")
+    if backend != "ray" and (ray_address is not None or ray_resources is not None):
+        raise ValueError(f"ray_address and ray_resources need backend='ray', got backend={backend!r}")
     path = activations_path(ensemble, split, layer)
     if cache and path.exists():
         return ActivationSet.load(path)
     train, test = ensemble.data()
-    ds = train if split == "train" else test
-    acts, logits = extract_activations(ensemble.models, ds.x, layer=layer, batch_size=batch_size,
-                                       device=device, progress=progress)
+    if split == "subpopulation":
+        from .data import load_subpopulation_data
+
+        ds = load_subpopulation_data(ensemble.config.data).test_sub
+    else:
+        ds = train if split == "train" else test
+    if backend == "ray":
+        from .distributed import extract_activations_ray, resource_options
+        opts = {k: v for k, v in resource_options(ray_resources).items() if k != "ship_data"}
+        acts, logits = extract_activations_ray(ensemble.models, ds.x, layer=layer, batch_size=batch_size,
+                                               device=device, address=ray_address, progress=progress, **opts)
+    else:
+        acts, logits = extract_activations(ensemble.models, ds.x, layer=layer, batch_size=batch_size,
+                                           device=device, progress=progress)
     meta = {
         "config": to_jsonable(ensemble.config), "split": split, "layer": layer, "data_name": ds.name,
         "classes": list(ds.classes), "indices": ds.indices.tolist(), "mean": list(ds.mean), "std": list(ds.std),

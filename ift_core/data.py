@@ -20,7 +20,11 @@ Three data sets, all real:
 Pixels are scaled to [0, 1]; :func:`load_data` then takes deterministic stratified subsets and
 normalises both splits by the training subset's per-channel mean and standard deviation.
 :func:`corrupt` makes shifted test sets (noise, blur, contrast, rotation) and
-:func:`make_subpopulation_data` builds issue 4's rare sub-population construction.
+:func:`make_subpopulation_data` builds issue 4's rare sub-population construction. That
+construction is also part of the data description: a :class:`DataConfig` with
+``subpopulation_per_class = r > 0`` makes :func:`load_data` return the training set in which
+``r`` images per class are transformed (the test set stays ordinary), and
+:func:`load_subpopulation_data` gives the whole construction, rich test set included.
 
 Examples
 --------
@@ -62,8 +66,11 @@ __all__ = [
     "normalize",
     "as_images",
     "corrupt",
+    "parse_subpopulation_transform",
     "apply_transform",
+    "add_subpopulation",
     "make_subpopulation_data",
+    "load_subpopulation_data",
     "subpopulation_examples",
     "fetch",
     "data_info",
@@ -118,11 +125,22 @@ class DataConfig:
     test_seed : int
         Seed of the test subset, separate from ``subset_seed`` so that models trained on
         different training subsets are still evaluated on the same test points.
+    subpopulation_per_class : int
+        Issue 4's construction: this many training images of every class are replaced by
+        their transformed versions (:func:`add_subpopulation`, after normalisation, so the
+        statistics are the ordinary subset's). 0 (default) = the ordinary training set.
+    subpopulation_transform : str
+        The construction: a name from :data:`SUBPOPULATION_TRANSFORMS`, or several joined by
+        ``"+"`` (``"rotate90+invert"``), applied in that order.
+    subpopulation_seed : int
+        Chooses which training images are transformed (nested in ``subpopulation_per_class``).
 
     Examples
     --------
     >>> DataConfig(name="digits", n_train=None, n_test=None).name
     'digits'
+    >>> DataConfig(name="digits", subpopulation_per_class=5, subpopulation_transform="rotate90+invert").subpopulation_per_class
+    5
     """
 
     name: str = "fashion_mnist"
@@ -132,6 +150,17 @@ class DataConfig:
     root: str | None = None
     normalize: bool = True
     test_seed: int = 0
+    subpopulation_per_class: int = 0
+    subpopulation_transform: str = "rotate90"
+    subpopulation_seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Only the construction's fields are checked here; the rest when the data are loaded.
+        for name in ("subpopulation_per_class", "subpopulation_seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        parse_subpopulation_transform(self.subpopulation_transform)
 
 
 @dataclass(eq=False)
@@ -697,6 +726,9 @@ def load_data(config: DataConfig) -> tuple[ImageSet, ImageSet]:
     if config.normalize:
         mean, std = _stats(train.x)
         train, test = normalize(train, mean, std), normalize(test, mean, std)
+    if config.subpopulation_per_class:
+        train, _ = add_subpopulation(train, n_per_class=config.subpopulation_per_class,
+                                     transform=config.subpopulation_transform, seed=config.subpopulation_seed)
     return train, test
 
 
@@ -796,23 +828,27 @@ def corrupt(ds: ImageSet, kind: str, severity: int, *, seed: int = 0) -> ImageSe
 # --------------------------------------------------------------------------------------------
 # Sub-populations (issue 4)
 # --------------------------------------------------------------------------------------------
-def apply_transform(pixels: torch.Tensor, transform: str) -> torch.Tensor:
-    """A label-preserving transformation of (N, C, H, W) pixels in [0, 1].
-
-    ``rotate90`` (counter-clockwise), ``rotate180``, ``flip_vertical`` (upside down mirror),
-    ``invert`` (1 - x) and ``patch`` (a white square in the top-left corner, side
-    ``max(2, size // 7)``). All are exact and need no randomness.
+def parse_subpopulation_transform(transform: str) -> tuple[str, ...]:
+    """Split a construction ``"a+b"`` into its transforms, checking each name.
 
     Examples
     --------
-    >>> x = torch.rand(2, 1, 8, 8)
-    >>> torch.equal(apply_transform(apply_transform(x, "rotate180"), "rotate180"), x)
-    True
+    >>> parse_subpopulation_transform("rotate90+invert")
+    ('rotate90', 'invert')
     """
-    if transform not in SUBPOPULATION_TRANSFORMS:
-        raise ValueError(f"unknown transform={transform!r}; choose one of {SUBPOPULATION_TRANSFORMS}")
-    if pixels.ndim != 4:
-        raise ValueError(f"pixels must be (N, C, H, W), got shape {tuple(pixels.shape)}")
+    if not isinstance(transform, str) or not transform:
+        raise ValueError(f"transform must be a non-empty string, got {transform!r}")
+    parts = tuple(transform.split("+"))
+    bad = [p for p in parts if p not in SUBPOPULATION_TRANSFORMS]
+    if bad:
+        raise ValueError(f"unknown transform {bad[0]!r} in transform={transform!r}; choose one of "
+                         f"{SUBPOPULATION_TRANSFORMS}, or several joined by '+'")
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"transform={transform!r} repeats a transform")
+    return parts
+
+
+def _apply_one(pixels: torch.Tensor, transform: str) -> torch.Tensor:
     if transform == "rotate90":
         return torch.rot90(pixels, 1, dims=(2, 3)).contiguous()
     if transform == "rotate180":
@@ -827,6 +863,80 @@ def apply_transform(pixels: torch.Tensor, transform: str) -> torch.Tensor:
     return out
 
 
+def apply_transform(pixels: torch.Tensor, transform: str) -> torch.Tensor:
+    """A label-preserving transformation of (N, C, H, W) pixels in [0, 1].
+
+    ``rotate90`` (counter-clockwise), ``rotate180``, ``flip_vertical`` (upside down mirror),
+    ``invert`` (1 - x) and ``patch`` (a white square in the top-left corner, side
+    ``max(2, size // 7)``). All are exact and need no randomness. Several joined by ``"+"``
+    are applied in that order.
+
+    Examples
+    --------
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> torch.equal(apply_transform(apply_transform(x, "rotate180"), "rotate180"), x)
+    True
+    >>> torch.equal(apply_transform(x, "rotate90+invert"), 1 - torch.rot90(x, 1, dims=(2, 3)))
+    True
+    """
+    parts = parse_subpopulation_transform(transform)
+    if pixels.ndim != 4:
+        raise ValueError(f"pixels must be (N, C, H, W), got shape {tuple(pixels.shape)}")
+    for part in parts:
+        pixels = _apply_one(pixels, part)
+    return pixels
+
+
+def add_subpopulation(train: ImageSet, *, n_per_class: int, transform: str = "rotate90",
+                      seed: int = 0) -> tuple[ImageSet, np.ndarray]:
+    """``train`` with ``n_per_class`` images of every class replaced by their transformed versions.
+
+    The training half of :func:`make_subpopulation_data` (which documents the construction);
+    :func:`load_data` applies it when ``DataConfig.subpopulation_per_class > 0``.
+
+    Returns
+    -------
+    train : ImageSet
+        Same size, labels, indices and normalisation; only the chosen rows differ.
+    mask : np.ndarray of bool
+        (N,) True at the chosen rows, exactly ``n_per_class`` per class.
+
+    Examples
+    --------
+    >>> tr, _ = load_data(DataConfig(name="digits", n_train=500, n_test=200))
+    >>> new, mask = add_subpopulation(tr, n_per_class=2, transform="rotate90+invert")
+    >>> int(mask.sum()), new.name
+    (20, 'digits+rotate90+invert[r=2]')
+    """
+    r = _check_int(n_per_class, "n_per_class")
+    seed = _check_int(seed, "seed")
+    parts = parse_subpopulation_transform(transform)
+    labels = train.y.numpy()
+    counts = np.bincount(labels, minlength=train.n_classes)
+    if r < 0 or r > counts.min():
+        raise ValueError(f"n_per_class={r} must be in 0..{int(counts.min())} (the smallest class "
+                         f"in the training set has {int(counts.min())} images)")
+    # Seeded by the first transform, so "a" and "a+b" mark the same images.
+    rng = np.random.default_rng([seed, SUBPOPULATION_TRANSFORMS.index(parts[0])])
+    chosen = []
+    for c in range(train.n_classes):
+        members = np.flatnonzero(labels == c)
+        chosen.append(members[rng.permutation(len(members))[:r]])  # drawn whatever r is: nested
+    chosen_pos = np.sort(np.concatenate(chosen)).astype(np.int64)
+    mask = np.zeros(len(train), dtype=bool)
+    mask[chosen_pos] = True
+
+    # Only the chosen rows change, so every other image stays bit-identical (r = 0: the ordinary set).
+    x = train.x.clone()
+    if r > 0:
+        sel = torch.from_numpy(chosen_pos)
+        part = train.take(chosen_pos)
+        x[sel] = part.with_pixels(apply_transform(part.pixels(), transform).clamp_(0.0, 1.0)).x
+    new = dataclasses.replace(train, x=x, y=train.y.clone(), indices=train.indices.copy(),
+                              name=train.name if r == 0 else f"{train.name}+{transform}[r={r}]")
+    return new, mask
+
+
 def make_subpopulation_data(train: ImageSet, test: ImageSet, *, n_per_class: int,
                             transform: str = "rotate90", seed: int = 0) -> SubpopulationData:
     """Give every class a rare sub-population: ``n_per_class`` transformed training images.
@@ -837,7 +947,8 @@ def make_subpopulation_data(train: ImageSet, test: ImageSet, *, n_per_class: int
     rest of its class lacks. ``n_per_class = 0`` gives the ordinary training set. For a fixed
     seed the chosen images are nested: those for r are among those for any r' > r. The
     transform is applied in [0, 1] pixel space and renormalised with each set's own mean/std,
-    so the normalisation does not vary with the rarity.
+    so the normalisation does not vary with the rarity. The same construction comes from a
+    config through :func:`load_subpopulation_data` (and, training set only, :func:`load_data`).
 
     Parameters
     ----------
@@ -845,10 +956,12 @@ def make_subpopulation_data(train: ImageSet, test: ImageSet, *, n_per_class: int
         The ordinary sets (for example from :func:`load_data`).
     n_per_class : int
         Sub-population size per class in training, 0 .. smallest class size.
-    transform : {"rotate90", "rotate180", "flip_vertical", "invert", "patch"}
-        See :func:`apply_transform`.
+    transform : str
+        One of ``"rotate90", "rotate180", "flip_vertical", "invert", "patch"`` (see
+        :func:`apply_transform`), or several joined by ``"+"`` (more rare features per point).
     seed : int
-        Chooses which training images are transformed.
+        Chooses which training images are transformed (seeded by the first transform, so
+        ``"a"`` and ``"a+b"`` transform the same images).
 
     Returns
     -------
@@ -863,34 +976,11 @@ def make_subpopulation_data(train: ImageSet, test: ImageSet, *, n_per_class: int
     >>> int(sub.train_mask.sum()), bool(sub.test_sub_mask.all())
     (30, True)
     """
-    r = _check_int(n_per_class, "n_per_class")
-    seed = _check_int(seed, "seed")
-    if transform not in SUBPOPULATION_TRANSFORMS:
-        raise ValueError(f"unknown transform={transform!r}; choose one of {SUBPOPULATION_TRANSFORMS}")
+    parse_subpopulation_transform(transform)
     if train.classes != test.classes:
         raise ValueError(f"train and test have different classes: {train.classes} vs {test.classes}")
-    labels = train.y.numpy()
-    counts = np.bincount(labels, minlength=train.n_classes)
-    if r < 0 or r > counts.min():
-        raise ValueError(f"n_per_class={r} must be in 0..{int(counts.min())} (the smallest class "
-                         f"in the training set has {int(counts.min())} images)")
-    rng = np.random.default_rng([seed, SUBPOPULATION_TRANSFORMS.index(transform)])
-    chosen = []
-    for c in range(train.n_classes):
-        members = np.flatnonzero(labels == c)
-        chosen.append(members[rng.permutation(len(members))[:r]])  # drawn whatever r is: nested
-    chosen_pos = np.sort(np.concatenate(chosen)).astype(np.int64)
-    train_mask = np.zeros(len(train), dtype=bool)
-    train_mask[chosen_pos] = True
-
-    # Only the chosen rows change, so every other image stays bit-identical (r = 0: the ordinary set).
-    x = train.x.clone()
-    if r > 0:
-        sel = torch.from_numpy(chosen_pos)
-        part = train.take(chosen_pos)
-        x[sel] = part.with_pixels(apply_transform(part.pixels(), transform).clamp_(0.0, 1.0)).x
-    new_train = dataclasses.replace(train, x=x, y=train.y.clone(), indices=train.indices.copy(),
-                                    name=train.name if r == 0 else f"{train.name}+{transform}[r={r}]")
+    new_train, train_mask = add_subpopulation(train, n_per_class=n_per_class, transform=transform, seed=seed)
+    r, seed = int(n_per_class), int(seed)
     test_sub = test.with_pixels(apply_transform(test.pixels(), transform).clamp_(0.0, 1.0),
                                 name=f"{test.name}:{transform}")
     return SubpopulationData(
@@ -922,8 +1012,7 @@ def subpopulation_examples(ds: ImageSet, *, transform: str = "rotate90",
     >>> ex["ordinary"].shape, ex["subpopulation"].shape
     ((3, 8, 8, 1), (3, 8, 8, 1))
     """
-    if transform not in SUBPOPULATION_TRANSFORMS:
-        raise ValueError(f"unknown transform={transform!r}; choose one of {SUBPOPULATION_TRANSFORMS}")
+    parse_subpopulation_transform(transform)
     labels = ds.y.numpy()
     present = [c for c in range(ds.n_classes) if (labels == c).any()]
     if n is not None:
@@ -939,7 +1028,29 @@ def subpopulation_examples(ds: ImageSet, *, transform: str = "rotate90",
         "subpopulation": moved.permute(0, 2, 3, 1).numpy().copy(),
         "labels": labels[pos].copy(),
         "class_names": [ds.classes[c] for c in present],
+        "transform": transform,
     }
+
+
+def load_subpopulation_data(config: DataConfig) -> SubpopulationData:
+    """The whole sub-population construction ``config`` describes, rich test set included.
+
+    ``train`` is ``load_data(config)[0]`` (``subpopulation_per_class`` images per class
+    transformed, none when it is 0), ``test`` the ordinary test set and ``test_sub`` every
+    test image under ``config.subpopulation_transform``.
+
+    Examples
+    --------
+    >>> sub = load_subpopulation_data(DataConfig(name="digits", n_train=500, n_test=200,
+    ...                                          subpopulation_per_class=3))
+    >>> int(sub.train_mask.sum()), len(sub.test_sub), sub.test_sub.name
+    (30, 200, 'digits:rotate90')
+    """
+    if not isinstance(config, DataConfig):
+        raise ValueError(f"config must be a DataConfig, got {type(config).__name__}")
+    train, test = load_data(dataclasses.replace(config, subpopulation_per_class=0))
+    return make_subpopulation_data(train, test, n_per_class=config.subpopulation_per_class,
+                                   transform=config.subpopulation_transform, seed=config.subpopulation_seed)
 
 
 # --------------------------------------------------------------------------------------------

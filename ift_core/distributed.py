@@ -61,7 +61,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = ["RAY_OPTIONS", "ray_session", "resource_options", "run_ray", "extract_activations_ray"]
 

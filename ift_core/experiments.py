@@ -5,7 +5,10 @@ when many test points carry features that only some seeds learn: rare features s
 training, each learned with probability near 1/2. :func:`subpopulation_sweep` builds that
 situation on real images. Each class gets a sub-population (its images under a
 label-preserving transformation, :func:`ift_core.data.make_subpopulation_data`) with ``r``
-examples per class in training; for each ``r`` it trains a DiffInit seed ensemble, evaluates
+examples per class in training. The construction is part of the data description
+(``DataConfig.subpopulation_per_class``, ``subpopulation_transform``, ``subpopulation_seed``), so
+for each ``r`` the sweep trains a DiffInit seed ensemble with the ordinary
+:func:`ift_core.train.train_ensemble` (any backend, the ordinary cache), evaluates
 it on the ordinary test set and on the rich test set (every test image transformed), and
 returns one tidy table: test error, disagreement, CACE and ECE of the vote ensemble with
 bootstrap confidence intervals over points, the same-wrong-class rate, the counterfactual
@@ -19,7 +22,7 @@ where measurement and prediction agree and where not.
 
 A *construction* is a transform name from :data:`ift_core.data.SUBPOPULATION_TRANSFORMS` or
 several joined by ``"+"`` (``"rotate90+invert"``: more rare features per point), applied in
-that order.
+that order (:func:`ift_core.data.apply_transform`).
 
 Examples
 --------
@@ -31,20 +34,16 @@ Examples
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import gde, theory
-from .cache import entry_dir
-from .internal import load_npz, save_npz_atomic, to_jsonable
 
 __all__ = [
     "TEST_SETS",
@@ -168,34 +167,27 @@ def get_sweep_profile(name: str, **config_overrides: Any) -> SweepProfile:
 # Constructions
 # --------------------------------------------------------------------------------------------
 def parse_construction(transform: str) -> tuple[str, ...]:
-    """Split a construction ``"a+b"`` into its transforms, checking each name.
+    """Split a construction ``"a+b"`` into its transforms, checking each name
+    (:func:`ift_core.data.parse_subpopulation_transform`).
 
     Examples
     --------
     >>> parse_construction("rotate90+invert")
     ('rotate90', 'invert')
     """
-    from .data import SUBPOPULATION_TRANSFORMS
+    from .data import parse_subpopulation_transform
 
-    if not isinstance(transform, str) or not transform:
-        raise ValueError(f"transform must be a non-empty string, got {transform!r}")
-    parts = tuple(transform.split("+"))
-    bad = [p for p in parts if p not in SUBPOPULATION_TRANSFORMS]
-    if bad:
-        raise ValueError(f"unknown transform {bad[0]!r} in transform={transform!r}; "
-                         f"choose from {SUBPOPULATION_TRANSFORMS}, joined by '+'")
-    if len(set(parts)) != len(parts):
-        raise ValueError(f"transform={transform!r} repeats a transform")
-    return parts
+    return parse_subpopulation_transform(transform)
 
 
 def construction_data(train: Any, test: Any, *, n_per_class: int, transform: str = "rotate90",
                       seed: int = 0) -> Any:
     """:func:`ift_core.data.make_subpopulation_data` for a construction of one or more transforms.
 
-    The first transform goes through ``make_subpopulation_data`` (which chooses the
-    sub-population's training images); every further transform is applied, in pixel space,
-    to the same training rows and to every image of the rich test set.
+    The training images are chosen as for the first transform (so ``"a"`` and ``"a+b"`` mark
+    the same images); all transforms are applied, in order, to those training rows and to
+    every image of the rich test set. Given a config, the same data come from
+    :func:`ift_core.data.load_subpopulation_data`.
 
     Returns
     -------
@@ -210,28 +202,9 @@ def construction_data(train: Any, test: Any, *, n_per_class: int, transform: str
     >>> int(sub.train_mask.sum()), sub.transform
     (20, 'rotate90+invert')
     """
-    import torch
+    from .data import make_subpopulation_data
 
-    from .data import apply_transform, make_subpopulation_data
-
-    parts = parse_construction(transform)
-    sub = make_subpopulation_data(train, test, n_per_class=n_per_class, transform=parts[0], seed=seed)
-    if len(parts) == 1:
-        return sub
-    new_train, test_sub = sub.train, sub.test_sub
-    rows = np.flatnonzero(sub.train_mask)
-    for extra in parts[1:]:
-        if rows.size:
-            part = new_train.take(rows)
-            x = new_train.x.clone()
-            x[torch.from_numpy(rows)] = part.with_pixels(apply_transform(part.pixels(), extra).clamp_(0, 1)).x
-            new_train = dataclasses.replace(new_train, x=x)
-        test_sub = test_sub.with_pixels(apply_transform(test_sub.pixels(), extra).clamp_(0, 1))
-    base = train.name
-    return dataclasses.replace(
-        sub, transform=transform,
-        train=dataclasses.replace(new_train, name=base if rows.size == 0 else f"{base}+{transform}[r={n_per_class}]"),
-        test_sub=dataclasses.replace(test_sub, name=f"{test.name}:{transform}"))
+    return make_subpopulation_data(train, test, n_per_class=n_per_class, transform=transform, seed=seed)
 
 
 def construction_examples(ds: Any, *, transform: str = "rotate90", n: int | None = None) -> dict[str, Any]:
@@ -249,101 +222,30 @@ def construction_examples(ds: Any, *, transform: str = "rotate90", n: int | None
     >>> ex["subpopulation"].shape
     (2, 8, 8, 1)
     """
-    import torch
+    from .data import subpopulation_examples
 
-    from .data import apply_transform, subpopulation_examples
-
-    parts = parse_construction(transform)
-    ex = subpopulation_examples(ds, transform=parts[0], n=n)
-    moved = ex["subpopulation"]
-    for extra in parts[1:]:
-        t = torch.from_numpy(np.ascontiguousarray(moved)).permute(0, 3, 1, 2)
-        moved = apply_transform(t, extra).clamp(0, 1).permute(0, 2, 3, 1).numpy().copy()
-    return {**ex, "subpopulation": moved, "transform": transform}
+    return subpopulation_examples(ds, transform=transform, n=n)
 
 
 # --------------------------------------------------------------------------------------------
 # Training on the sub-population sets
 # --------------------------------------------------------------------------------------------
-def _ensemble_identity(config: Any, *, rarity: int, transform: str, seed: int) -> dict[str, Any]:
-    ident = to_jsonable(config)
-    ident.pop("n_models")  # model m depends on the rest and its seed, as in ift_core.train
-    return {"train": ident, "subpopulation": {"n_per_class": int(rarity), "transform": transform,
-                                              "seed": int(seed)}}
+def _train_and_evaluate(config: Any, *, backend: str, device: Any, n_workers: int | None,
+                        ray_address: str | None, ray_resources: Mapping[str, Any] | None,
+                        progress: bool) -> tuple[Any, dict[str, Any]]:
+    """The ensemble of ``config`` (its data config carries the construction) and its cached
+    activations on the ordinary and the rich test set."""
+    from .activations import ensemble_activations
+    from .train import train_ensemble
 
-
-@contextlib.contextmanager
-def _training_sets(config: Any, train_set: Any, test_set: Any) -> Iterator[None]:
-    """Make ift_core.train's data loader return ``(train_set, test_set)`` for ``config``.
-
-    TEMPORARY ADAPTER: ``ift_core.train`` has no public entry that trains on given ImageSets
-    (asked of its owner). It reads data through a per-process memo keyed by ``config.data``;
-    this puts the sub-population sets there for the duration of the block and restores the
-    memo afterwards, so the training code itself is train.py's, unchanged.
-    """
-    from . import train as _train
-    from .internal import config_key
-
-    saved = dict(_train._DATA_MEMO)
-    _train._DATA_MEMO.clear()
-    _train._DATA_MEMO[config_key(config.data)] = (train_set, test_set)
-    try:
-        yield
-    finally:
-        _train._DATA_MEMO.clear()
-        _train._DATA_MEMO.update(saved)
-
-
-def _train_subpopulation(config: Any, sub: Any, *, rarity: int, transform: str, seed: int, backend: str,
-                         progress: bool) -> Any:
-    """The DiffInit ensemble of ``config`` trained on ``sub.train``, cached by (config, r, transform, seed)."""
-    from . import train as _train
-
-    if rarity == 0:  # the ordinary training set: share the book's cached ensemble
-        return _train.train_ensemble(config, backend=backend, progress=progress)
-    directory = entry_dir("subpopulation_ensembles",
-                          _ensemble_identity(config, rarity=rarity, transform=transform, seed=seed))
-    missing = [m for m in range(config.n_models) if not _train._checkpoint_path(directory, config.seed + m).exists()]
-    with _training_sets(config, sub.train, sub.test):
-        if missing:
-            dev = _train._resolve_device(None)
-            chosen = backend
-            if backend == "auto":
-                chosen = "vmap" if (config.arch == "mlp" and dev.type == "cpu") else "sequential"
-            if chosen == "processes":  # worker processes would not see the in-process data
-                chosen = "sequential"
-            bar = tqdm(total=config.n_models, initial=config.n_models - len(missing),
-                       desc=f"r={rarity} {config.arch} x{config.n_models} ({chosen})", disable=not progress)
-            try:
-                if chosen == "vmap":
-                    _train._run_vmap(config, missing, directory, dev, progress, bar)
-                else:
-                    _train._run_sequential(config, missing, directory, dev, progress, bar)
-            finally:
-                bar.close()
-        ens = _train.load_ensemble(config, directory)
-    ens._data = (sub.train, sub.test)
-    return ens
-
-
-def _evaluate(ens: Any, sets: Mapping[str, Any], directory: Path, *, progress: bool) -> dict[str, dict[str, np.ndarray]]:
-    """Logits and penultimate activations of every model on each test set, cached as npz."""
-    from .activations import extract_activations
-
-    out = {}
-    for name, ds in sets.items():
-        path = directory / f"eval_{name}.npz"
-        if path.exists():
-            z = load_npz(path)
-            if z["logits"].shape[:2] == (len(ens.models), len(ds)):
-                out[name] = z
-                continue
-        acts, logits = extract_activations(ens.models, ds.x)
-        z = {"activations": acts.astype(np.float32), "logits": logits.astype(np.float32),
-             "labels": ds.y.numpy().astype(np.int64)}
-        save_npz_atomic(path, **z)
-        out[name] = z
-    return out
+    ray_kw: dict[str, Any] = {}
+    if backend == "ray":
+        ray_kw = {"ray_address": ray_address, "ray_resources": ray_resources}
+    ens = train_ensemble(config, backend=backend, device=device, progress=progress, n_workers=n_workers, **ray_kw)
+    acts = {name: ensemble_activations(ens, split=split, device=device, progress=False,
+                                       backend="ray" if backend == "ray" else "local", **ray_kw)
+            for name, split in zip(TEST_SETS, ("test", "subpopulation"))}
+    return ens, acts
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,14 +379,19 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
                         n_models: int | None = None, seed: int = 0, n_boot: int = 200, level: float = 0.95,
                         tensor: bool = True, n_components: int = 20, corr_threshold: float = 0.5,
                         enrichment: float = 2.0, min_rate: float = 0.05, backend: str = "auto",
-                        progress: bool = True) -> SweepResult:
+                        device: Any = None, n_workers: int | None = None, ray_address: str | None = None,
+                        ray_resources: Mapping[str, Any] | None = None, progress: bool = True) -> SweepResult:
     """Train a DiffInit ensemble per sub-population rarity and measure GDE on both test sets.
 
-    For each ``r`` in ``rarities``: :func:`construction_data` replaces ``r`` training images
-    per class by their transformed versions; the ``n_models`` seeds of ``config`` are trained
-    on that set (cached per config, ``r``, ``transform`` and ``seed``; ``r = 0`` is the ordinary
-    ensemble of ``config``, shared with the rest of the book); their predictions are measured
-    on the ordinary test set and on the rich one (every test image transformed).
+    For each ``r`` in ``rarities`` the data config gets the construction
+    (``subpopulation_per_class=r``, ``subpopulation_transform=transform``,
+    ``subpopulation_seed=seed``: ``r`` training images per class replaced by their transformed
+    versions) and :func:`ift_core.train.train_ensemble` trains the ``n_models`` seeds on it, in
+    the ordinary ensemble cache (``r = 0`` is the ordinary ensemble of ``config``, shared with
+    the rest of the book). Their predictions and activations come from
+    :func:`ift_core.activations.ensemble_activations` on the ordinary test set (``"test"``)
+    and the rich one (``"subpopulation"``: every test image transformed), cached beside the
+    checkpoints.
 
     Parameters
     ----------
@@ -508,10 +415,11 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
     enrichment, min_rate : float
         Which features count as the sub-population's (see below).
     backend : str
-        Passed to :func:`ift_core.train.train_ensemble` for ``r = 0``. For ``r > 0`` the seeds
-        train in this process (``"vmap"`` for an MLP on CPU, else ``"sequential"``; worker
-        processes would not see the sub-population set) until :mod:`ift_core.train` offers an
-        entry point for given data sets.
+        Passed to :func:`ift_core.train.train_ensemble` (every backend works, ``"processes"``
+        and ``"ray"`` included); ``"ray"`` also extracts the activations on the cluster.
+    device, n_workers, ray_address, ray_resources
+        Passed to :func:`ift_core.train.train_ensemble` (``device`` also to
+        :func:`ift_core.activations.ensemble_activations`).
     progress : bool
         tqdm bars.
 
@@ -553,7 +461,7 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
     >>> res.table[["rarity", "test_set", "error", "disagreement"]]  # doctest: +SKIP
     """
     from .data import load_data
-    from .train import TrainConfig
+    from .train import BACKENDS, TrainConfig
 
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -566,11 +474,17 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
         raise ValueError(f"n_models must be >= 2 (disagreement needs pairs), got {config.n_models}")
     rs = _check_rarities(rarities)
     parse_construction(transform)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     if not (isinstance(n_boot, (int, np.integer)) and not isinstance(n_boot, bool) and n_boot >= 10):
         raise ValueError(f"n_boot must be an integer >= 10, got {n_boot!r}")
     if not 0 < float(level) < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
 
+    # The ordinary sets (whatever construction config.data may already carry).
+    config = config.replace(subpopulation_per_class=0, subpopulation_transform=transform, subpopulation_seed=seed)
     train, test = load_data(config.data)
     k = train.n_classes
     smallest = int(np.bincount(train.y.numpy(), minlength=k).min())
@@ -579,27 +493,24 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
     rows, preds_out, labels_out, tensors = [], {}, {}, {}
     bar = tqdm(rs, desc=f"sub-population sweep ({transform})", disable=not progress)
     for r in bar:
-        sub = construction_data(train, test, n_per_class=r, transform=transform, seed=seed)
-        ens = _train_subpopulation(config, sub, rarity=r, transform=transform, seed=seed, backend=backend,
-                                   progress=progress)
-        eval_dir = entry_dir("subpopulation_eval", {
-            **_ensemble_identity(config, rarity=r, transform=transform, seed=seed), "n_models": config.n_models})
-        ev = _evaluate(ens, {"ordinary": sub.test, "subpopulation": sub.test_sub}, eval_dir, progress=progress)
+        ens, ev = _train_and_evaluate(config.replace(subpopulation_per_class=r), backend=backend, device=device,
+                                      n_workers=n_workers, ray_address=ray_address, ray_resources=ray_resources,
+                                      progress=progress)
         view: dict[str, float] = {}
         if tensor:
-            view, it = _tensor_view(ev["ordinary"]["activations"], ev["subpopulation"]["activations"],
+            view, it = _tensor_view(ev["ordinary"].activations, ev["subpopulation"].activations,
                                     n_components=n_components, corr_threshold=corr_threshold,
                                     enrichment=enrichment, min_rate=min_rate)
             tensors[r] = it
         for ti, name in enumerate(TEST_SETS):
-            logits, y = ev[name]["logits"], ev[name]["labels"]
-            preds = logits.argmax(axis=-1).astype(np.int64)
+            preds, y = ev[name].preds, ev[name].labels
             preds_out[(r, name)] = preds
             labels_out[name] = y
             stats = _point_stats(preds, y, k)
             ci = _bootstrap(preds, y, k, n_boot=int(n_boot), level=float(level), seed=(seed, r, ti))
             correct = (preds == y[None, :]).sum(axis=0)
-            row = {"rarity": r, "train_share": float(sub.train_mask.mean()), "test_set": name,
+            # exactly r per class are sub-population points (ift_core.data.add_subpopulation)
+            row = {"rarity": r, "train_share": r * k / len(train), "test_set": name,
                    "n_models": preds.shape[0], "n_points": preds.shape[1],
                    "train_accuracy": float(np.mean(ens.train_accuracy))}
             for key in _METRICS:
@@ -884,7 +795,7 @@ def compare_with_framework(sweep: SweepResult, prediction: FrameworkPrediction, 
     Examples
     --------
     >>> table, lines = compare_with_framework(res, framework_prediction(res))  # doctest: +SKIP
-    >>> print("\n".join(lines))  # doctest: +SKIP
+    >>> print("\\n".join(lines))  # doctest: +SKIP
     """
     if not isinstance(sweep, SweepResult) or not isinstance(prediction, FrameworkPrediction):
         raise ValueError("compare_with_framework needs a SweepResult and a FrameworkPrediction")

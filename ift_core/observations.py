@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .internal import as_float_array, as_int_array
 from .tensor import (

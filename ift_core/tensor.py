@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import scipy.linalg
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .internal import load_npz, save_npz_atomic
 

@@ -1270,7 +1270,7 @@ def compare_with_simulation(models: Sequence[FeatureModel], *, n_reps: int = 200
     >>> sorted(df["metric"])
     ['accuracy', 'agreement', 'gap']
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     rows = []
     for i, fm in enumerate(tqdm(list(models), desc="monte carlo", disable=not progress)):

@@ -31,7 +31,10 @@ Backends
     run the same code with one thread and the same seeds. Each worker imports
     torch once (a few seconds), so this pays off for seeds that train longer
     than that. As with any ``spawn`` pool, a *script* that uses it needs the
-    ``if __name__ == "__main__":`` guard; notebooks need nothing.
+    ``if __name__ == "__main__":`` guard; notebooks need nothing. On CUDA
+    (``device="cuda"``: every visible GPU; ``"cuda:i"``: GPU ``i`` only) each
+    GPU gets ``seeds_per_gpu`` workers (default 1), so several seeds share one
+    GPU where its memory allows (capped by ``n_workers`` when given).
 ``vmap``
     All missing seeds as one stacked model (``torch.func.stack_module_state`` +
     ``functional_call`` under ``vmap``), one optimiser step for all. The same
@@ -42,6 +45,14 @@ Backends
     statistics are stacked buffers, updated per model. Meant for MLPs; conv
     nets work but are usually slower than ``processes`` on CPU. Checkpoints
     are written when the stacked run ends.
+``ray``
+    One Ray task per seed on a Ray cluster (:func:`ift_core.distributed.run_ray`):
+    an existing one (``ray_address``, or ``$RAY_ADDRESS``) or a private local one
+    on 127.0.0.1. Each task runs the same per-seed code as ``sequential``
+    (bit-identical on CPU). ``ray_resources`` declares what each task needs,
+    e.g. ``{"num_gpus": 0.25}`` for four seeds per GPU. On several machines the
+    cache folder must be on storage every node shares (``IFT_CACHE`` on NFS).
+    Needs ``pip install -e '.[ray]'``.
 ``auto``
     ``sequential`` on a GPU, ``vmap`` for an MLP on CPU, ``processes`` for conv
     nets when more than one core is usable, else ``sequential``.
@@ -58,8 +69,12 @@ float32 and the standard memory layout, as a loaded checkpoint computes them.
 Caching: checkpoints live in ``entry_dir("ensembles", identity)`` where the
 identity is the config without ``n_models`` (model ``m`` depends only on the
 rest and on its seed), so a larger ensemble reuses the seeds a smaller one
-trained. The device and backend that trained a seed are recorded in its
-checkpoint but are not part of the key.
+trained. The device *type* is part of the key when it is not the CPU (bf16 GPU
+runs differ from CPU runs and must not mix with them silently); the backend
+and the exact device are recorded in each checkpoint but are not part of the
+key. A sub-population (``DataConfig.subpopulation_per_class > 0``, issue 4) is
+part of the data description and so of the key; the sub-population fields are
+left out of the key when it is 0, so the ordinary ensemble has one entry.
 """
 from __future__ import annotations
 
@@ -82,10 +97,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .cache import entry_dir
-from .data import DataConfig, ImageSet, load_data, load_split, normalize, subset
+from .data import DataConfig, ImageSet, add_subpopulation, load_data, load_split, normalize, subset
 from .internal import atomic_path, config_key, to_jsonable
 from .models import ARCHITECTURES, DEFAULT_WIDTHS, build_model, is_conv
 
@@ -106,7 +121,7 @@ __all__ = [
 
 MODES = ("diffinit", "difforder", "diffdata", "alldiff")
 SCHEDULES = ("cosine", "constant")
-BACKENDS = ("auto", "sequential", "processes", "vmap")
+BACKENDS = ("auto", "sequential", "processes", "vmap", "ray")
 _DATA_FIELDS = tuple(f.name for f in dataclasses.fields(DataConfig))
 
 
@@ -310,10 +325,15 @@ def _model_train_set(config: TrainConfig, m: int) -> ImageSet:
     sub_seed = model_seeds(config, m)["subset"]
     if sub_seed == config.data.subset_seed:
         return train
-    full = load_split(config.data.name, "train", root=config.data.root)
-    own = subset(full, config.data.n_train, seed=sub_seed)
+    d = config.data
+    full = load_split(d.name, "train", root=d.root)
+    own = subset(full, d.n_train, seed=sub_seed)
     # Model 0's normalisation for everyone, so all models see the same test tensors.
-    return normalize(own, train.mean, train.std) if config.data.normalize else own
+    own = normalize(own, train.mean, train.std) if d.normalize else own
+    if d.subpopulation_per_class:  # the same construction as load_data, on this model's subset
+        own, _ = add_subpopulation(own, n_per_class=d.subpopulation_per_class,
+                                   transform=d.subpopulation_transform, seed=d.subpopulation_seed)
+    return own
 
 
 # ------------------------------------------------------------------------------------------
@@ -483,14 +503,33 @@ def _train_if_missing(config: TrainConfig, m: int, directory: Path, **kwargs: An
     return True
 
 
-def _worker_init(data_key: str, data: tuple[ImageSet, ImageSet]) -> None:
+def _worker_init(data_key: str, data: tuple[ImageSet, ImageSet], gpu_slots: Any = None) -> None:
     """Runs once in each worker: one thread, and the parent's data (saves every worker
-    from reading and decoding the data set again)."""
+    from reading and decoding the data set again). With ``gpu_slots`` (a queue of GPU
+    indices) the worker takes one GPU for its lifetime."""
+    global _WORKER_DEVICE
     torch.set_num_threads(1)
     with contextlib.suppress(RuntimeError):  # only settable before any inter-op work
         torch.set_num_interop_threads(1)
     _DATA_MEMO.clear()
     _DATA_MEMO[data_key] = data
+    if gpu_slots is not None:
+        index = gpu_slots.get()
+        torch.cuda.set_device(index)
+        _WORKER_DEVICE = f"cuda:{index}"
+
+
+_WORKER_DEVICE = "cpu"  # the device of a ``processes`` worker, set by _worker_init
+
+
+def _train_in_worker(config: TrainConfig, m: int, directory: Path, train: ImageSet | None) -> bool:
+    """A ``processes`` task: model m on this worker's device."""
+    return _train_if_missing(config, m, directory, device=_WORKER_DEVICE, backend="processes", train=train)
+
+
+def _gpu_slots(gpus: list[int], seeds_per_gpu: int) -> list[int]:
+    """GPU index of each worker, round-robin, so a smaller pool still spreads over the GPUs."""
+    return [g for _ in range(seeds_per_gpu) for g in gpus]
 
 
 # ------------------------------------------------------------------------------------------
@@ -522,20 +561,32 @@ def _run_sequential(config, missing, directory, device, progress, bar) -> int:
     return trained
 
 
-def _run_processes(config, missing, directory, device, n_workers, bar) -> int:
-    if device.type != "cpu":
-        raise ValueError(f"backend='processes' trains on CPU; got device={str(device)!r}")
-    # spawn, not fork: a forked child inherits the parent's thread pools and locks.
-    # torch's multiprocessing context moves tensors through shared memory, not pipes.
+def _run_processes(config, missing, directory, device, n_workers, bar, seeds_per_gpu=None,
+                   n_workers_given=False) -> int:
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"backend='processes' trains on CPU or CUDA; got device={str(device)!r}")
+    # spawn, not fork: a forked child inherits the parent's thread pools and locks (and CUDA
+    # cannot be used in a forked child). torch's multiprocessing context moves tensors
+    # through shared memory, not pipes.
     ctx = torch.multiprocessing.get_context("spawn")
     base = _base_data(config)
-    with ProcessPoolExecutor(max_workers=min(n_workers, len(missing)), mp_context=ctx,
-                             initializer=_worker_init, initargs=(config_key(config.data), base)) as pool:
+    slots = None
+    if device.type == "cuda":
+        gpus = [device.index] if device.index is not None else list(range(torch.cuda.device_count()))
+        order = _gpu_slots(gpus, seeds_per_gpu or 1)
+        size = min(len(order), len(missing), n_workers if n_workers_given else len(order))
+        slots = ctx.Queue()
+        for g in order[:size]:
+            slots.put(g)
+    else:
+        size = min(n_workers, len(missing))
+    with ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_worker_init,
+                             initargs=(config_key(config.data), base, slots)) as pool:
         futures = []
         for m in missing:
             own = _model_train_set(config, m)  # diffdata: drawn here, once, not in every worker
-            futures.append(pool.submit(_train_if_missing, config, m, directory, device="cpu",
-                                       backend="processes", train=None if own is base[0] else own))
+            futures.append(pool.submit(_train_in_worker, config, m, directory,
+                                       None if own is base[0] else own))
         trained = 0
         try:
             for fut in as_completed(futures):
@@ -689,26 +740,71 @@ class Ensemble:
 
 # Bump when a change to the models or the training loop makes old checkpoints differ.
 _CACHE_VERSION = 1
+# DataConfig fields that only matter when a sub-population is asked for.
+_SUBPOPULATION_FIELDS = ("subpopulation_per_class", "subpopulation_transform", "subpopulation_seed")
 
 
-def _identity(config: TrainConfig) -> dict[str, Any]:
+def _device_type(device: Any) -> str:
+    """The device type a seed trains on, for the cache key: ``device`` as train_ensemble resolves it."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be None, a device name or a torch.device, got {device!r}") from None
+
+
+def _identity(config: TrainConfig, device_type: str = "cpu") -> dict[str, Any]:
     """What a seed's checkpoint depends on: the config without n_models, plus the width an
     unset ``width`` resolves to and the code's cache version (so changed defaults never
-    load stale checkpoints)."""
+    load stale checkpoints).
+
+    Fields that do not change the result are left out, so keys made before they existed
+    stay valid: the sub-population fields when ``subpopulation_per_class`` is 0, and the
+    device type when it is ``"cpu"`` (GPU runs use bf16 and differ from CPU runs, so they
+    get their own entry)."""
     ident = to_jsonable(config)
     ident.pop("n_models")
+    if not config.data.subpopulation_per_class:
+        for name in _SUBPOPULATION_FIELDS:
+            ident["data"].pop(name)
     ident["resolved_width"] = config.width if config.width is not None else DEFAULT_WIDTHS[config.arch]
     ident["cache_version"] = _CACHE_VERSION
+    if device_type != "cpu":
+        ident["device_type"] = device_type
     return ident
 
 
-def ensemble_dir(config: TrainConfig) -> Path:
-    """The cache folder of ``config``'s checkpoints (shared by every ``n_models``)."""
-    return entry_dir("ensembles", _identity(config))
+def ensemble_dir(config: TrainConfig, *, device: Any = None) -> Path:
+    """The cache folder of ``config``'s checkpoints (shared by every ``n_models``).
+
+    Parameters
+    ----------
+    config : TrainConfig
+    device : str or torch.device, optional
+        The device the seeds train on (default as in :func:`train_ensemble`: CUDA when
+        available, else CPU). CPU and GPU ensembles live in separate folders.
+
+    Examples
+    --------
+    >>> ensemble_dir(get_profile("tiny"), device="cpu").parent.name
+    'ensembles'
+    """
+    return entry_dir("ensembles", _identity(config, _device_type(device)))
 
 
-def load_ensemble(config: TrainConfig, directory: str | os.PathLike | None = None) -> Ensemble:
+def load_ensemble(config: TrainConfig, directory: str | os.PathLike | None = None, *,
+                  device: Any = None) -> Ensemble:
     """The ensemble of ``config`` from its checkpoints, without training.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    directory : path, optional
+        The checkpoint folder; default :func:`ensemble_dir` of ``config`` and ``device``.
+    device : str or torch.device, optional
+        Which cache entry to read when ``directory`` is not given: the one trained on this
+        device type (default CUDA when available, else CPU). The models are always loaded on the CPU.
 
     Raises
     ------
@@ -717,7 +813,7 @@ def load_ensemble(config: TrainConfig, directory: str | os.PathLike | None = Non
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-    directory = Path(directory) if directory is not None else ensemble_dir(config)
+    directory = Path(directory) if directory is not None else ensemble_dir(config, device=device)
     models, tr, te = [], [], []
     train_shape = None
     for s in config.seeds:
@@ -739,7 +835,8 @@ def load_ensemble(config: TrainConfig, directory: str | os.PathLike | None = Non
 
 
 def train_ensemble(config: TrainConfig, *, backend: str = "auto", device: Any = None, cache: bool = True,
-                   progress: bool = True, n_workers: int | None = None) -> Ensemble:
+                   progress: bool = True, n_workers: int | None = None, ray_address: str | None = None,
+                   ray_resources: dict[str, Any] | None = None, seeds_per_gpu: int | None = None) -> Ensemble:
     """Train (or load) the ``config.n_models`` seeds of ``config``.
 
     Finished seeds are checkpointed one by one in the cache entry folder, so an
@@ -748,10 +845,11 @@ def train_ensemble(config: TrainConfig, *, backend: str = "auto", device: Any = 
     Parameters
     ----------
     config : TrainConfig
-    backend : {"auto", "sequential", "processes", "vmap"}
+    backend : {"auto", "sequential", "processes", "vmap", "ray"}
         How the missing seeds are trained (see the module docstring).
     device : str or torch.device, optional
-        Default: CUDA when available, else CPU.
+        Default: CUDA when available, else CPU. With ``backend="ray"`` the device of
+        the workers, default ``"cuda"`` when ``ray_resources`` asks for GPUs, else CPU.
     cache : bool
         False trains every seed afresh into a new temporary folder, leaving the cache alone;
         the folder (``Ensemble.directory``) is deleted when the returned Ensemble is
@@ -759,7 +857,19 @@ def train_ensemble(config: TrainConfig, *, backend: str = "auto", device: Any = 
     progress : bool
         tqdm bars over seeds (and over epochs within a seed for ``sequential``/``vmap``).
     n_workers : int, optional
-        Worker processes for ``processes`` (default: the usable CPU cores).
+        Worker processes for ``processes`` (default: the usable CPU cores; on CUDA,
+        ``seeds_per_gpu`` per GPU).
+    seeds_per_gpu : int, optional
+        ``backend="processes"`` on CUDA: worker processes (seeds training at once) per GPU,
+        default 1. Raise it while the GPU's memory and compute allow: small models leave
+        most of a large GPU idle.
+    ray_address : str, optional
+        ``backend="ray"``: the cluster, ``"auto"``, ``"HOST:6379"`` or ``"ray://HOST:10001"``
+        (default ``$RAY_ADDRESS``, else a private local cluster for this call).
+    ray_resources : dict, optional
+        ``backend="ray"``: per-task ``num_cpus`` (default 1), ``num_gpus`` (default 0;
+        fractions share a GPU), ``memory``, ``resources``, ``max_retries`` (default 3),
+        ``ship_data``, ``runtime_env``; see :func:`ift_core.distributed.run_ray`.
 
     Returns
     -------
@@ -777,10 +887,28 @@ def train_ensemble(config: TrainConfig, *, backend: str = "auto", device: Any = 
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if n_workers is not None and (not _is_int(n_workers) or n_workers < 1):
         raise ValueError(f"n_workers must be None or an integer >= 1, got {n_workers!r}")
-    dev = _resolve_device(device)
+    if seeds_per_gpu is not None:
+        if not _is_int(seeds_per_gpu) or seeds_per_gpu < 1:
+            raise ValueError(f"seeds_per_gpu must be None or an integer >= 1, got {seeds_per_gpu!r}")
+        if backend != "processes":
+            raise ValueError(f"seeds_per_gpu needs backend='processes', got backend={backend!r} "
+                             "(with 'ray', ask for a GPU fraction: ray_resources={'num_gpus': 0.25})")
+    if backend != "ray" and (ray_address is not None or ray_resources is not None):
+        raise ValueError(f"ray_address and ray_resources need backend='ray', got backend={backend!r}")
+    if backend == "ray":
+        from .distributed import _task_device, resource_options
+        ray_options = resource_options(ray_resources)  # checked before any training
+        dev = None  # the workers' device, decided there: this process may have no GPU
+        device_type = _task_device(device, float(ray_options.get("num_gpus", 0.0)))
+    else:
+        dev = _resolve_device(device)
+        device_type = dev.type
+    if seeds_per_gpu is not None and dev.type != "cuda":
+        raise ValueError(f"seeds_per_gpu shares a GPU between seeds; the device is {str(dev)!r}, not CUDA")
+    n_workers_given = n_workers is not None
     n_workers = n_workers or _usable_cores()
     if cache:
-        directory = ensemble_dir(config)
+        directory = entry_dir("ensembles", _identity(config, device_type))
     else:
         directory = Path(tempfile.mkdtemp(prefix="ift-ensemble-"))
     missing = [m for m in range(config.n_models)
@@ -793,7 +921,12 @@ def train_ensemble(config: TrainConfig, *, backend: str = "auto", device: Any = 
             if chosen == "sequential":
                 trained = _run_sequential(config, missing, directory, dev, progress, bar)
             elif chosen == "processes":
-                trained = _run_processes(config, missing, directory, dev, n_workers, bar)
+                trained = _run_processes(config, missing, directory, dev, n_workers, bar, seeds_per_gpu,
+                                         n_workers_given)
+            elif chosen == "ray":
+                from .distributed import run_ray
+                trained = len(run_ray(config, missing, directory, device=device, address=ray_address,
+                                      progress=progress, bar=bar, **ray_options))
             else:
                 trained = _run_vmap(config, missing, directory, dev, progress, bar)
         finally:

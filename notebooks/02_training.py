@@ -27,7 +27,7 @@ profile = "cpu"                 # training profile: "tiny" (digits, MLP), "cpu" 
 n_models = None                 # ensemble size M; None = the profile's
 epochs = None                   # passes over the training data; None = the profile's
 mode = "diffinit"               # what the seed changes: "diffinit", "difforder", "diffdata" or "alldiff"
-backend = "auto"                # "auto", "sequential", "processes" or "vmap" (see ift_core.train)
+backend = "auto"                # "auto", "sequential", "processes", "vmap" or "ray" (see ift_core.train)
 target_train_accuracy = 0.99    # every seed must reach this training accuracy (the GDE regime: near zero training error)
 n_images = 32                   # sample images shown from the training set
 
@@ -35,10 +35,10 @@ n_images = 32                   # sample images shown from the training set
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 
 from ift_core import data, models, train
+from ift_core.plots import train as train_plots
 
 torch.set_num_threads(1)  # bit-reproducible; the backends parallelise over seeds instead
 overrides = {k: v for k, v in {"n_models": n_models, "epochs": epochs, "mode": mode}.items() if v is not None}
@@ -83,15 +83,8 @@ print("training images per class:", counts.tolist())
 # %%
 rng = np.random.default_rng(0)
 shown = np.sort(rng.choice(len(train_set), size=min(n_images, len(train_set)), replace=False))
-images = data.as_images(train_set, shown)
-cols = 8
-fig, axes = plt.subplots(int(np.ceil(len(shown) / cols)), cols, figsize=(cols * 1.1, np.ceil(len(shown) / cols) * 1.3))
-for ax in axes.ravel():
-    ax.axis("off")
-for ax, img, pos in zip(axes.ravel(), images, shown):
-    ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray_r" if img.shape[-1] == 1 else None)
-    ax.set_title(train_set.classes[int(train_set.y[pos])], fontsize=7)
-fig.suptitle(f"{n_images} training images of {config.data.name}")
+fig = train_plots.image_grid(data.as_images(train_set, shown), train_set.y[shown].numpy(), train_set.classes,
+                             title=f"{len(shown)} training images of {config.data.name}")
 plt.show()
 
 # %% [markdown]
@@ -133,12 +126,7 @@ print(f"{ensemble.n_trained} model(s) trained now, {len(ensemble) - ensemble.n_t
 table
 
 # %%
-curves = pd.DataFrame([{"seed": m["seed"], "epoch": e + 1, "training loss": loss}
-                       for m in ensemble.metrics() for e, loss in enumerate(m["loss_history"])])
-fig, ax = plt.subplots(figsize=(6, 3.5))
-sns.lineplot(data=curves, x="epoch", y="training loss", hue="seed", palette="viridis", ax=ax, legend=False)
-ax.set_yscale("log")
-ax.set_title(f"Training loss of the {len(ensemble)} seeds (one line each)")
+fig = train_plots.training_curves(ensemble.metrics())
 plt.show()
 
 # %%

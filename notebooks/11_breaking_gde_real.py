@@ -35,6 +35,7 @@ n_models = None            # seeds per rarity; None: from the profile
 n_boot = 200               # bootstrap replicates over test points for the intervals
 level = 0.95               # coverage of the intervals
 seed = 0                   # which training images form the sub-population; bootstrap seed
+backend = "auto"           # how the seeds train: "auto", "sequential", "processes", "vmap" or "ray" (see ift_core.train)
 
 # %%
 import time
@@ -81,10 +82,14 @@ plt.show()
 # `split_fraction` is the share of points some but not all seeds get right; `same_wrong_rate` is
 # P(two seeds name the same wrong class | both wrong) (chance: 1/9); `counterfactual_disagreement`
 # keeps every seed's right/wrong pattern but replaces wrong answers by random wrong classes.
+#
+# Each rarity is an ordinary `train_ensemble` call: the construction is part of the data
+# description (`DataConfig(subpopulation_per_class=r, subpopulation_transform=..., subpopulation_seed=...)`),
+# so the seeds train with any backend and land in the same cache as every other chapter's.
 
 # %%
 sweeps = {transform: ex.subpopulation_sweep(config, rarities=rarities, transform=transform, n_boot=n_boot,
-                                            level=level, seed=seed)}
+                                            level=level, seed=seed, backend=backend)}
 res = sweeps[transform]
 show = ["rarity", "test_set", "train_accuracy", "error", "error_low", "error_high", "disagreement",
         "disagreement_low", "disagreement_high", "gap", "gap_low", "gap_high", "cace", "ece", "split_fraction",
@@ -152,7 +157,8 @@ plt.show()
 
 # %%
 for t in next_constructions:
-    sweeps[t] = ex.subpopulation_sweep(config, rarities=rarities, transform=t, n_boot=n_boot, level=level, seed=seed)
+    sweeps[t] = ex.subpopulation_sweep(config, rarities=rarities, transform=t, n_boot=n_boot, level=level, seed=seed,
+                                       backend=backend)
     nxt = sweeps[t]
     print(f"--- {t}")
     print(nxt.table[nxt.table.test_set == "subpopulation"][["rarity", "error", "disagreement", "gap", "gap_low",

@@ -252,9 +252,6 @@ def execute_chapter(chapter: Chapter, params: dict, exec_dir: Path, *, timeout: 
         env = dict(os.environ)
         env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiets the debugger's warning
         env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-        # tqdm.auto warns in every kernel that ipywidgets is missing; the text bars work fine.
-        env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"),
-                                                       "ignore:IProgress not found:Warning"]))
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0 or not running.exists():

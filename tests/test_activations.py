@@ -268,3 +268,32 @@ def test_same_config_gives_bit_identical_activations():
     assert np.array_equal(a.activations, b.activations) and np.array_equal(a.logits, b.logits)
     assert a.activations.shape == (2, 150, 32)
     assert json.loads(json.dumps(a.meta)) == a.meta
+
+
+def test_subpopulation_split_is_the_rich_test_set(tiny):
+    from ift_core.data import apply_transform
+
+    ens = train_ensemble(get_profile("tiny").replace(subpopulation_transform="rotate180"), progress=False)
+    assert ens.directory == tiny.directory  # no sub-population in training: the ordinary ensemble
+    a = ensemble_activations(ens, split="subpopulation", progress=False)
+    _, test = ens.data()
+    rich = test.with_pixels(apply_transform(test.pixels(), "rotate180").clamp(0, 1))
+    ref_acts, ref_logits = extract_activations(ens.models, rich.x)
+    np.testing.assert_array_equal(a.activations, ref_acts)
+    np.testing.assert_array_equal(a.logits, ref_logits)
+    np.testing.assert_array_equal(a.labels, test.y.numpy())
+    assert a.meta["split"] == "subpopulation" and a.meta["data_name"].endswith(":rotate180")
+    path = activations_path(ens, "subpopulation")
+    assert path.exists() and "rotate180" in path.name
+    # another transform is another file, and differs from the ordinary test set
+    other = ensemble_activations(tiny, split="subpopulation", progress=False)
+    assert activations_path(tiny, "subpopulation") != path
+    assert not np.array_equal(other.logits, a.logits)
+    assert not np.array_equal(ensemble_activations(tiny, progress=False).logits, a.logits)
+
+
+def test_bad_activation_backend(tiny):
+    with pytest.raises(ValueError, match="backend"):
+        ensemble_activations(tiny, backend="dask", progress=False)
+    with pytest.raises(ValueError, match="backend='ray'"):
+        ensemble_activations(tiny, ray_address="auto", progress=False)

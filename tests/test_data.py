@@ -6,6 +6,7 @@ package's files, and it is skipped where they are absent.
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import math
@@ -507,3 +508,67 @@ def test_subpopulation_examples(fm_sets):
     assert ex["ordinary"].min() >= 0 and ex["ordinary"].max() <= 1
     with pytest.raises(ValueError, match="n=11"):
         subpopulation_examples(te, n=11)
+
+
+# ------------------------------------------------------------------------------------------
+# The sub-population as part of the data description (DataConfig fields)
+# ------------------------------------------------------------------------------------------
+def test_dataconfig_subpopulation_loads_the_construction(fm_sets):
+    tr0, te0 = fm_sets
+    cfg = DataConfig(root=str(FMNIST), n_train=500, n_test=200, subset_seed=3, subpopulation_per_class=4,
+                     subpopulation_transform="rotate90+invert", subpopulation_seed=2)
+    tr, te = load_data(cfg)
+    assert _equal_sets(te, te0)  # the ordinary test set is unchanged
+    assert tr.mean == tr0.mean and tr.std == tr0.std  # the ordinary subset's statistics
+    assert torch.equal(tr.y, tr0.y) and np.array_equal(tr.indices, tr0.indices)
+    # exactly 4 rows per class differ, each the reference transform of the ordinary image
+    changed = (tr.x != tr0.x).flatten(1).any(1).numpy()
+    assert np.bincount(tr0.y.numpy()[changed], minlength=10).tolist() == [4] * 10
+    ref = 1.0 - np.rot90(tr0.pixels().numpy()[changed], 1, axes=(2, 3))
+    np.testing.assert_allclose(tr.pixels().numpy()[changed], np.clip(ref, 0, 1), rtol=0, atol=1e-5)
+    # the same rows as the single transform with that seed, and the same data as make_subpopulation_data
+    single = make_subpopulation_data(tr0, te0, n_per_class=4, transform="rotate90", seed=2)
+    assert np.array_equal(single.train_mask, changed)
+    made = make_subpopulation_data(tr0, te0, n_per_class=4, transform="rotate90+invert", seed=2)
+    assert _equal_sets(made.train, tr)
+    # the whole construction from the config: rich test set included
+    sub = D.load_subpopulation_data(cfg)
+    assert _equal_sets(sub.train, tr) and _equal_sets(sub.test, te0) and np.array_equal(sub.train_mask, changed)
+    ref_test = np.clip(1.0 - np.rot90(te0.pixels().numpy(), 1, axes=(2, 3)), 0, 1)
+    np.testing.assert_allclose(sub.test_sub.pixels().numpy(), ref_test, rtol=0, atol=1e-5)
+    assert torch.equal(sub.test_sub.y, te0.y) and sub.transform == "rotate90+invert"
+    # r = 0: the ordinary training set whatever the transform; the rich test set is still defined
+    zero = dataclasses.replace(cfg, subpopulation_per_class=0)
+    assert _equal_sets(load_data(zero)[0], tr0)
+    assert _equal_sets(D.load_subpopulation_data(zero).test_sub, sub.test_sub)
+    # deterministic
+    assert _equal_sets(load_data(cfg)[0], tr)
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"subpopulation_per_class": -1}, "subpopulation_per_class"),
+    ({"subpopulation_per_class": 1.5}, "subpopulation_per_class"),
+    ({"subpopulation_per_class": True}, "subpopulation_per_class"),
+    ({"subpopulation_seed": -2}, "subpopulation_seed"),
+    ({"subpopulation_transform": "spin"}, "'spin'"),
+    ({"subpopulation_transform": "rotate90+rotate90"}, "repeats"),
+    ({"subpopulation_transform": ""}, "non-empty"),
+])
+def test_dataconfig_subpopulation_bad_input(changes, match):
+    with pytest.raises(ValueError, match=match):
+        DataConfig(name="digits", **changes)
+
+
+def test_dataconfig_subpopulation_too_large():
+    with pytest.raises(ValueError, match="n_per_class=30"):
+        load_data(DataConfig(name="digits", n_train=200, n_test=50, subpopulation_per_class=30))
+    with pytest.raises(ValueError, match="DataConfig"):
+        D.load_subpopulation_data("digits")
+
+
+def test_apply_transform_combination():
+    x = torch.rand(2, 1, 5, 5)
+    want = 1.0 - x.numpy()[:, :, ::-1, :]
+    np.testing.assert_allclose(apply_transform(x, "flip_vertical+invert").numpy(), want, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="'shear'"):
+        apply_transform(x, "rotate90+shear")

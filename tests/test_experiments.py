@@ -262,3 +262,41 @@ def test_plots_return_figures(sweep):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+# ---------------------------------------------------------------------------- the public training path
+
+
+def test_sweep_trains_through_the_public_path_and_cache(sweep):
+    import inspect
+    import re
+
+    from ift_core.activations import extract_activations
+    from ift_core.data import load_subpopulation_data
+    from ift_core.train import ensemble_dir, load_ensemble
+
+    # r > 0 lives in the ordinary ensemble cache, under a config whose data carry the construction
+    cfg5 = _config().replace(subpopulation_per_class=5, subpopulation_transform="rotate90", subpopulation_seed=0)
+    assert sorted(p.name for p in ensemble_dir(cfg5).glob("seed_*.pt")) == [f"seed_{s:05d}.pt" for s in range(3)]
+    ens = load_ensemble(cfg5)
+    sub = load_subpopulation_data(cfg5.data)
+    for name, ds in (("ordinary", sub.test), ("subpopulation", sub.test_sub)):
+        preds = extract_activations(ens.models, ds.x)[1].argmax(-1)
+        assert np.array_equal(preds, sweep.predictions[(5, name)])
+    assert sweep.table[sweep.table.rarity == 5]["train_share"].iloc[0] == sub.train_mask.mean()
+    # no private name of ift_core.train is used
+    assert not re.search(r"\b_?train\._|from \.train import _", inspect.getsource(ex))
+
+
+@pytest.mark.slow  # spawned workers import torch
+def test_sweep_with_processes_equals_sequential(tmp_path, monkeypatch):
+    out = {}
+    for backend in ("sequential", "processes"):
+        monkeypatch.setenv("IFT_CACHE", str(tmp_path / backend))
+        out[backend] = ex.subpopulation_sweep(_config().replace(n_models=2), rarities=(5,), transform="rotate90+invert",
+                                              backend=backend, n_workers=2, tensor=False, n_boot=20, progress=False)
+    pd.testing.assert_frame_equal(out["processes"].table, out["sequential"].table, check_exact=True)
+    for key, preds in out["sequential"].predictions.items():
+        assert np.array_equal(out["processes"].predictions[key], preds)
+    with pytest.raises(ValueError, match="backend"):
+        ex.subpopulation_sweep(_config(), rarities=(0,), backend="threads", progress=False)

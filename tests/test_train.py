@@ -162,6 +162,15 @@ def test_lr_schedule():
         (dict(backend="threads"), "unknown backend"),
         (dict(n_workers=0), "n_workers"),
         (dict(n_workers=1.5), "n_workers"),
+        (dict(backend="sequential", ray_address="auto"), "backend='ray'"),
+        (dict(backend="processes", ray_resources={"num_cpus": 1}), "backend='ray'"),
+        (dict(backend="ray", ray_resources={"num_gpu": 1}), "num_gpu"),
+        (dict(backend="ray", device="cuda"), "num_gpus > 0"),
+        (dict(backend="processes", seeds_per_gpu=0), "seeds_per_gpu"),
+        (dict(backend="processes", seeds_per_gpu=1.5), "seeds_per_gpu"),
+        (dict(backend="sequential", seeds_per_gpu=2), "backend='processes'"),
+        (dict(backend="auto", seeds_per_gpu=2), "backend='processes'"),
+        (dict(backend="processes", seeds_per_gpu=2, device="cpu"), "not CUDA"),
     ],
 )
 def test_bad_train_arguments(kwargs, match):
@@ -371,3 +380,97 @@ def test_fashion_mnist_fixture_small_cnn(fixtures_dir):
     ens = train_ensemble(c, backend="sequential", progress=False)
     assert ens.models[0].classifier.in_features == 64
     assert ens.test_accuracy.min() > 0.5  # 10 classes: chance is 0.1
+
+
+# ------------------------------------------------------------------------------------------
+# Several seeds per GPU (processes on CUDA): the argument handling, on CPU
+# ------------------------------------------------------------------------------------------
+def test_gpu_slots_round_robin():
+    assert tr._gpu_slots([0, 1], 3) == [0, 1, 0, 1, 0, 1]
+    assert tr._gpu_slots([2], 2) == [2, 2]
+    # a pool smaller than all slots still spreads over the GPUs
+    assert sorted(tr._gpu_slots([0, 1, 2], 2)[:3]) == [0, 1, 2]
+
+
+def test_worker_takes_one_gpu_slot(monkeypatch):
+    import queue
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(tr, "_WORKER_DEVICE", "cpu")
+    monkeypatch.setattr(tr, "_DATA_MEMO", {})
+    slots = queue.Queue()
+    for g in (1, 0):
+        slots.put(g)
+    data = load_data(DIGITS)
+    try:
+        tr._worker_init("key", data, slots)
+        assert chosen == [1] and tr._WORKER_DEVICE == "cuda:1" and tr._DATA_MEMO["key"] is data
+        tr._worker_init("key", data, slots)
+        assert chosen == [1, 0] and tr._WORKER_DEVICE == "cuda:0"
+        tr._worker_init("key", data)  # a CPU pool leaves the device alone
+        assert tr._WORKER_DEVICE == "cuda:0" and chosen == [1, 0]
+    finally:
+        torch.set_num_threads(1)
+
+
+# ------------------------------------------------------------------------------------------
+# Cache keys: sub-population fields and device type only when they matter
+# ------------------------------------------------------------------------------------------
+def test_cache_key_leaves_out_defaults():
+    c = small()
+    ident = tr._identity(c)
+    assert "device_type" not in ident
+    assert not any(k.startswith("subpopulation") for k in ident["data"])
+    # keys made before these fields existed stay valid: the book's CPU ensemble
+    assert tr.ensemble_dir(get_profile("cpu"), device="cpu").name == "f0b60e717de51893"
+    assert tr.ensemble_dir(get_profile("tiny"), device="cpu").name == "c0c67b0378822060"
+    # r = 0 is the ordinary ensemble whatever the transform; r > 0 is its own entry
+    plain = tr.ensemble_dir(c, device="cpu")
+    assert tr.ensemble_dir(small(subpopulation_transform="invert", subpopulation_seed=3), device="cpu") == plain
+    sub = small(subpopulation_per_class=2)
+    assert tr.ensemble_dir(sub, device="cpu") != plain
+    assert tr._identity(sub)["data"]["subpopulation_per_class"] == 2
+    assert tr.ensemble_dir(sub.replace(subpopulation_transform="invert"), device="cpu") != tr.ensemble_dir(
+        sub, device="cpu")
+    # GPU runs (bf16) never share an entry with CPU runs
+    assert tr._identity(c, "cuda")["device_type"] == "cuda"
+    assert tr.ensemble_dir(c, device="cuda") != plain
+    assert tr.ensemble_dir(c, device="cuda:1") == tr.ensemble_dir(c, device="cuda")
+
+
+def test_subpopulation_config_trains_on_the_construction():
+    c = small(subpopulation_per_class=5, subpopulation_transform="rotate90+invert", n_models=2)
+    ens = train_ensemble(c, backend="sequential", progress=False)
+    train, test = load_data(c.data)
+    plain_train, plain_test = load_data(DIGITS)
+    assert torch.equal(test.x, plain_test.x) and not torch.equal(train.x, plain_train.x)
+    assert torch.equal(ens.data()[0].x, train.x)
+    # the recorded training accuracy is the model's accuracy on the constructed set
+    for model, acc in zip(ens.models, ens.train_accuracy):
+        with torch.no_grad():
+            got = int((model(train.x).argmax(1) == train.y).sum()) / len(train)
+        assert got == pytest.approx(acc, abs=1e-12)
+    # a different data description: different weights than the ordinary ensemble
+    plain = train_ensemble(small(n_models=2), backend="sequential", cache=False, progress=False)
+    assert max_weight_gap(ens, plain) > 1e-3
+    assert train_ensemble(c, backend="vmap", progress=False).n_trained == 0  # the normal cache
+
+
+def test_subpopulation_with_own_subsets_per_model():
+    c = small(mode="diffdata", subpopulation_per_class=3)
+    plain = small(mode="diffdata")
+    own, own_plain = tr._model_train_set(c, 1), tr._model_train_set(plain, 1)
+    assert np.array_equal(own.indices, own_plain.indices) and torch.equal(own.y, own_plain.y)
+    changed = (own.x != own_plain.x).flatten(1).any(1).numpy()
+    assert np.bincount(own.y.numpy()[changed], minlength=10).tolist() == [3] * 10
+
+
+@pytest.mark.slow  # two spawned workers each import torch
+def test_processes_train_the_subpopulation_bit_for_bit():
+    c = small(subpopulation_per_class=4, n_models=2)
+    seq = train_ensemble(c, backend="sequential", cache=False, progress=False)
+    proc = train_ensemble(c, backend="processes", n_workers=2, cache=False, progress=False)
+    assert_bit_identical(seq, proc)
+    assert max_weight_gap(seq, train_ensemble(small(n_models=2), backend="sequential", cache=False,
+                                              progress=False)) > 1e-3  # the workers saw the construction
