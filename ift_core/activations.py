@@ -63,6 +63,21 @@ def _as_inputs(x: Any) -> torch.Tensor:
     return x
 
 
+def _check_batch_and_layer(batch_size: Any, layer: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(layer, str):
+        raise ValueError(f"layer must be a module name (str), got {type(layer).__name__}")
+
+
+def _check_same_widths(acts: np.ndarray, logits: np.ndarray, first_acts: np.ndarray,
+                       first_logits: np.ndarray) -> None:
+    """One model's (N, D) activations and (N, C) logits must match the first model's D and C."""
+    if acts.shape[1] != first_acts.shape[1] or logits.shape[1] != first_logits.shape[1]:
+        raise ValueError(f"models disagree on shapes: D={acts.shape[1]} vs {first_acts.shape[1]}, "
+                         f"C={logits.shape[1]} vs {first_logits.shape[1]}; extract them separately")
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for t in list(model.parameters()) + list(model.buffers()):
         return t.device
@@ -150,10 +165,7 @@ def extract_activations(models: nn.Module | Sequence[nn.Module], x: torch.Tensor
     """
     models = _as_models(models)
     x = _as_inputs(x)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not isinstance(layer, str):
-        raise ValueError(f"layer must be a module name (str), got {type(layer).__name__}")
+    _check_batch_and_layer(batch_size, layer)
     if device is None:
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -163,9 +175,8 @@ def extract_activations(models: nn.Module | Sequence[nn.Module], x: torch.Tensor
     acts, logits = [], []
     for model in tqdm(models, desc=f"activations ({layer})", disable=not progress, leave=False):
         a, lg = _one_model(model, x, layer, batch_size, dev)
-        if acts and (a.shape[1] != acts[0].shape[1] or lg.shape[1] != logits[0].shape[1]):
-            raise ValueError(f"models disagree on shapes: D={a.shape[1]} vs {acts[0].shape[1]}, "
-                             f"C={lg.shape[1]} vs {logits[0].shape[1]}; extract them separately")
+        if acts:
+            _check_same_widths(a, lg, acts[0], logits[0])
         acts.append(a)
         logits.append(lg)
     return np.stack(acts).astype(np.float32, copy=False), np.stack(logits).astype(np.float32, copy=False)

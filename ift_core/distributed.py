@@ -472,14 +472,11 @@ def extract_activations_ray(models: Any, x: Any, *, layer: str = "penultimate", 
     >>> acts.shape, logits.shape                                                          # doctest: +SKIP
     ((2, 5, 3), (2, 5, 2))
     """
-    from .activations import _as_inputs, _as_models
+    from .activations import _as_inputs, _as_models, _check_batch_and_layer, _check_same_widths
 
     models = _as_models(models)
     x = _as_inputs(x)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not isinstance(layer, str):
-        raise ValueError(f"layer must be a module name (str), got {type(layer).__name__}")
+    _check_batch_and_layer(batch_size, layer)
     for i, model in enumerate(models):
         if layer not in dict(model.named_modules()):
             names = [n for n, _ in model.named_modules() if n]
@@ -502,7 +499,5 @@ def extract_activations_ray(models: Any, x: Any, *, layer: str = "penultimate", 
     acts = [a for a, _ in pairs]
     logits = [lg for _, lg in pairs]
     for i in range(1, len(acts)):
-        if acts[i].shape[1] != acts[0].shape[1] or logits[i].shape[1] != logits[0].shape[1]:
-            raise ValueError(f"models disagree on shapes: D={acts[i].shape[1]} vs {acts[0].shape[1]}, "
-                             f"C={logits[i].shape[1]} vs {logits[0].shape[1]}; extract them separately")
+        _check_same_widths(acts[i], logits[i], acts[0], logits[0])
     return np.stack(acts).astype(np.float32, copy=False), np.stack(logits).astype(np.float32, copy=False)

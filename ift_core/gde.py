@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from ift_core.internal import as_float_array, as_int_array
+from ift_core.internal import as_float_array, as_int_array, pairwise_rate
 
 __all__ = [
     "test_error",
@@ -252,12 +252,7 @@ def pairwise_disagreement(preds: Any) -> np.ndarray:
            [0.5, 0. , 0.5],
            [1. , 0.5, 0. ]])
     """
-    p = _check_preds(preds, min_models=2)
-    m = p.shape[0]
-    out = np.zeros((m, m))
-    for i in range(m - 1):  # M vectorized rows; each compares model i with all later models at once
-        out[i, i + 1 :] = (p[i + 1 :] != p[i][None, :]).mean(axis=1)
-    return out + out.T
+    return pairwise_rate(_check_preds(preds, min_models=2), agree=False)
 
 
 def vote_ensemble(preds: Any, n_classes: int) -> np.ndarray:
@@ -730,6 +725,10 @@ class _ErrorEstimator:
         -------
         float
         """
+        return float(np.mean(self._estimate(self._check_target(probs))))
+
+    def _check_target(self, probs: Any) -> np.ndarray:
+        """Validated target probabilities, with the M and C seen in :meth:`fit`."""
         if not hasattr(self, "n_models_"):
             raise ValueError(f"{type(self).__name__} is not fitted yet: call fit(source_probs, source_labels) first")
         pr = self._check(probs, "probs")
@@ -738,7 +737,7 @@ class _ErrorEstimator:
                 f"probs has {pr.shape[0]} models and {pr.shape[2]} classes (shape {np.shape(probs)}) but the "
                 f"estimator was fitted on {self.n_models_} models and {self.n_classes_} classes"
             )
-        return float(np.mean(self._estimate(pr)))
+        return pr
 
     def _estimate(self, probs: np.ndarray) -> np.ndarray | float:
         raise NotImplementedError
@@ -748,7 +747,19 @@ class _ErrorEstimator:
         return f"{type(self).__name__}({params})"
 
 
-class AverageConfidence(_ErrorEstimator):
+def _mean_confidence(probs: np.ndarray) -> np.ndarray:
+    """Per-model mean max probability, (M,)."""
+    return probs.max(axis=2).mean(axis=1)
+
+
+class _ConfidenceEstimator(_ErrorEstimator):
+    """Base of AC and DoC: :meth:`fit` records ``source_confidences_`` (mean max probability per model)."""
+
+    def _fit(self, probs: np.ndarray, labels: np.ndarray) -> None:
+        self.source_confidences_ = _mean_confidence(probs)
+
+
+class AverageConfidence(_ConfidenceEstimator):
     """Average confidence (AC): estimated error = 1 - mean max probability on the target.
 
     Uses no source information; :meth:`fit` only records shapes and ``source_errors_`` and
@@ -763,14 +774,11 @@ class AverageConfidence(_ErrorEstimator):
 
     name = "AC"
 
-    def _fit(self, probs: np.ndarray, labels: np.ndarray) -> None:
-        self.source_confidences_ = probs.max(axis=2).mean(axis=1)
-
     def _estimate(self, probs: np.ndarray) -> np.ndarray:
-        return 1.0 - probs.max(axis=2).mean(axis=1)
+        return 1.0 - _mean_confidence(probs)
 
 
-class DifferenceOfConfidences(_ErrorEstimator):
+class DifferenceOfConfidences(_ConfidenceEstimator):
     """Difference of confidences (DoC; Guillory et al., 2021).
 
     Estimated target error = source error + (source mean confidence - target mean confidence),
@@ -785,11 +793,8 @@ class DifferenceOfConfidences(_ErrorEstimator):
 
     name = "DoC"
 
-    def _fit(self, probs: np.ndarray, labels: np.ndarray) -> None:
-        self.source_confidences_ = probs.max(axis=2).mean(axis=1)
-
     def _estimate(self, probs: np.ndarray) -> np.ndarray:
-        return self.source_errors_ + self.source_confidences_ - probs.max(axis=2).mean(axis=1)
+        return self.source_errors_ + self.source_confidences_ - _mean_confidence(probs)
 
 
 _ATC_SCORES = ("max_confidence", "negative_entropy")
@@ -882,8 +887,7 @@ class GDE(_ErrorEstimator):
 
     def estimate_interval(self, probs: Any, **kwargs: Any) -> ErrorEstimate:
         """:func:`estimate_error` on the target's argmax predictions (keywords passed on)."""
-        self.estimate(probs)  # validates fit and shapes
-        return estimate_error(_check_probs(probs).argmax(axis=2), **kwargs)
+        return estimate_error(self._check_target(probs).argmax(axis=2), **kwargs)
 
 
 def default_estimators(n_models: int = 2) -> list[_ErrorEstimator]:

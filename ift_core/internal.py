@@ -102,3 +102,20 @@ def as_int_array(x: Any, *, name: str, ndim: int | None = None) -> np.ndarray:
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
     return arr
+
+
+def pairwise_rate(preds: np.ndarray, *, agree: bool) -> np.ndarray:
+    """(M, M) share of points on which two rows of validated ``preds`` (M, N) agree (or disagree).
+
+    Symmetric; the diagonal is 1 for agreement and 0 for disagreement. A loop over models,
+    each row vectorised over the later models and the points.
+    """
+    m = preds.shape[0]
+    out = np.zeros((m, m))
+    for i in range(m - 1):
+        same = preds[i + 1:] == preds[i]
+        out[i, i + 1:] = (same if agree else ~same).mean(axis=1)
+    out = out + out.T
+    if agree:
+        np.fill_diagonal(out, 1.0)
+    return out

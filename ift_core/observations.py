@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats as sps
 from tqdm import tqdm
 
-from .internal import as_float_array, as_int_array
+from .internal import as_float_array, as_int_array, pairwise_rate
 from .tensor import (
     InteractionTensor,
     ModelComponents,
@@ -42,6 +42,7 @@ from .tensor import (
     _assemble,
     component_correlations,
     principal_components,
+    split_frequencies,
 )
 
 __all__ = [
@@ -98,6 +99,13 @@ class Observation:
 
 
 # --------------------------------------------------------------------------- helpers on plain arrays
+def _check_confidence_level(confidence_level: Any) -> float:
+    level = float(confidence_level)
+    if not 0 < level < 1:
+        raise ValueError(f"confidence_level must lie in (0, 1), got {confidence_level!r}")
+    return level
+
+
 def ensemble_confidence(probs: Any, labels: Any) -> np.ndarray:
     """Mean over models of the softmax probability of the true class.
 
@@ -136,13 +144,7 @@ def pairwise_agreement(preds: Any) -> np.ndarray:
     >>> float(pairwise_agreement([[0, 1, 2, 2], [0, 1, 1, 2]])[0, 1])
     0.75
     """
-    p = as_int_array(preds, name="preds", ndim=2)
-    m = p.shape[0]
-    out = np.ones((m, m))
-    for i in range(m):  # a loop over models; each row is vectorised over pairs and points
-        out[i, i + 1:] = (p[i + 1:] == p[i]).mean(axis=1)
-        out[i + 1:, i] = out[i, i + 1:]
-    return out
+    return pairwise_rate(as_int_array(preds, name="preds", ndim=2), agree=True)
 
 
 def spearman_ci(x: Any, y: Any, *, confidence_level: float = 0.95) -> dict:
@@ -166,9 +168,7 @@ def spearman_ci(x: Any, y: Any, *, confidence_level: float = 0.95) -> dict:
     b = as_float_array(y, name="y", ndim=1)
     if a.shape != b.shape:
         raise ValueError(f"x and y must have the same length, got {a.shape} and {b.shape}")
-    level = float(confidence_level)
-    if not 0 < level < 1:
-        raise ValueError(f"confidence_level must lie in (0, 1), got {confidence_level!r}")
+    level = _check_confidence_level(confidence_level)
     n = a.size
     nan = {"rho": np.nan, "low": np.nan, "high": np.nan, "p": np.nan, "n": int(n)}
     if n < 4 or np.ptp(a) == 0 or np.ptp(b) == 0:
@@ -215,7 +215,7 @@ def o1_long_tail(tensor: InteractionTensor, *, split_threshold: float | None = N
     """
     it = _check_tensor(tensor)
     table = it.features_table(threshold=split_threshold, method=split_method)
-    _, thr = it.dominant_split(threshold=split_threshold, method=split_method)
+    _, thr = split_frequencies(table["frequency"].to_numpy(), threshold=split_threshold, method=split_method)
     freq = table["frequency"].to_numpy().astype(np.float64)
     dom = table["dominant"].to_numpy()
     frac = float(dom.mean()) if dom.size else float("nan")
@@ -417,9 +417,7 @@ def o4_overlap_vs_agreement(tensor: InteractionTensor, preds: Any, *, confidence
     p = as_int_array(preds, name="preds", ndim=2)
     if p.shape != (it.n_models, it.n_points):
         raise ValueError(f"preds must have shape (M, N) = {(it.n_models, it.n_points)}, got {p.shape}")
-    level = float(confidence_level)
-    if not 0 < level < 1:
-        raise ValueError(f"confidence_level must lie in (0, 1), got {confidence_level!r}")
+    level = _check_confidence_level(confidence_level)
     ov = it.overlap()
     agr = pairwise_agreement(p)
     i, j = np.triu_indices(it.n_models, k=1)

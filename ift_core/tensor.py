@@ -932,7 +932,7 @@ class InteractionTensor:
     def features_table(self, *, threshold: float | None = None, method: str = "gap") -> pd.DataFrame:
         """One row per feature: frequency, log10 frequency, models, components, dominant."""
         freq = self.feature_frequency()
-        dom, _ = self.dominant_split(threshold=threshold, method=method)
+        dom, _ = split_frequencies(freq, threshold=threshold, method=method)
         flat = self.assignments.ravel()
         first = self.openers
         with np.errstate(divide="ignore"):

@@ -28,6 +28,12 @@ def _table(result: Any) -> pd.DataFrame:
     return table
 
 
+def _axes(ax: plt.Axes | None) -> tuple[Figure, plt.Axes]:
+    if ax is None:
+        return plt.subplots(figsize=(5.6, 4.2))
+    return ax.figure, ax
+
+
 def _rarity_axis(ax: plt.Axes, rarities: Sequence[int]) -> None:
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xticks(list(rarities))
@@ -103,10 +109,7 @@ def gap_vs_rarity(results: Any, *, test_set: str = "subpopulation", ax: plt.Axes
     >>> fig = gap_vs_rarity({"rotate90": res})  # doctest: +SKIP
     """
     data = dict(results) if isinstance(results, Mapping) else {getattr(results, "transform", "sweep"): results}
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5.6, 4.2))
-    else:
-        fig = ax.figure
+    fig, ax = _axes(ax)
     colors = sns.color_palette("colorblind", max(len(data), 1))
     rarities: set[int] = set()
     for color, (name, res) in zip(colors, data.items()):
@@ -140,10 +143,7 @@ def sweep_diagnostics(result: Any, *, ax: plt.Axes | None = None) -> Figure:
     df = table[table["test_set"] == "subpopulation"].sort_values("rarity")
     if df.empty:
         raise ValueError("no rows for the rich test set (test_set='subpopulation')")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5.6, 4.2))
-    else:
-        fig = ax.figure
+    fig, ax = _axes(ax)
     c = sns.color_palette("colorblind", 4)
     _with_ci(ax, df, "split_fraction", color=c[0], label="points some-but-not-all seeds get right")
     ax.plot(df["rarity"], df["same_wrong_rate"], color=c[1], marker="s", ms=5,

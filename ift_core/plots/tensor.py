@@ -43,6 +43,19 @@ def _observation(o: Any, name: str) -> Observation:
     return o
 
 
+_KIND_ORDER = ["rare", "dominant"]
+_KIND_PALETTE = {"rare": "tab:orange", "dominant": "tab:blue"}
+
+
+def _with_kind(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``kind`` column ("dominant"/"rare") from its ``dominant`` column."""
+    return table.assign(kind=lambda d: np.where(d["dominant"], "dominant", "rare"))
+
+
+def _rho_text(o: Observation) -> str:
+    return f"{o.statistic:.3f} [{o.ci[0]:.3f}, {o.ci[1]:.3f}]"
+
+
 def correlation_matrix(corr: np.ndarray, n_models: int, *, max_models: int | None = 6,
                        max_components: int | None = None, ax: plt.Axes | None = None) -> Figure:
     """Heatmap of |C| between candidate features, with lines between models' blocks.
@@ -208,10 +221,10 @@ def frequency_histogram(o1: Observation, *, ax: plt.Axes | None = None) -> Figur
     >>> fig = frequency_histogram(o1_long_tail(it))
     """
     o = _observation(o1, "O1")
-    df = o.table[o.table["frequency"] > 0].assign(kind=lambda d: np.where(d["dominant"], "dominant", "rare"))
+    df = _with_kind(o.table[o.table["frequency"] > 0])
     fig, ax = _axes(ax)
-    sns.histplot(df, x="log10_frequency", hue="kind", hue_order=["rare", "dominant"], bins=30, ax=ax,
-                 multiple="stack", palette={"rare": "tab:orange", "dominant": "tab:blue"})
+    sns.histplot(df, x="log10_frequency", hue="kind", hue_order=_KIND_ORDER, bins=30, ax=ax,
+                 multiple="stack", palette=_KIND_PALETTE)
     thr = o.stats["split_threshold"]
     if np.isfinite(thr) and thr > 0:
         ax.axvline(np.log10(thr), color="black", ls="--", lw=1)
@@ -244,7 +257,7 @@ def features_vs_confidence(o2: Observation, *, ax: plt.Axes | None = None) -> Fi
                 marker="o", lw=1.5, label="mean per confidence decile")
     ax.legend(loc="best")
     ax.set(xlabel="ensemble confidence (mean probability of the true class)", ylabel="features per point",
-           title=f"O2: Spearman rho = {o.statistic:.3f} [{o.ci[0]:.3f}, {o.ci[1]:.3f}]")
+           title=f"O2: Spearman rho = {_rho_text(o)}")
     return fig
 
 
@@ -262,11 +275,10 @@ def feature_sharing(o3: Observation) -> Figure:
     """
     o = _observation(o3, "O3")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), layout="constrained")
-    df = o.table.assign(kind=lambda d: np.where(d["dominant"], "dominant", "rare"))
+    df = _with_kind(o.table)
     n_models = len(o.tables["models"])
-    sns.histplot(df, x="n_models", hue="kind", hue_order=["rare", "dominant"], multiple="dodge", shrink=0.8,
-                 discrete=True, stat="percent", common_norm=False, ax=axes[0],
-                 palette={"rare": "tab:orange", "dominant": "tab:blue"})
+    sns.histplot(df, x="n_models", hue="kind", hue_order=_KIND_ORDER, multiple="dodge", shrink=0.8,
+                 discrete=True, stat="percent", common_norm=False, ax=axes[0], palette=_KIND_PALETTE)
     axes[0].set(xlabel="models that have the feature", ylabel="% of features of its kind",
                 xlim=(0.4, n_models + 0.6), title="Models per feature")
     models = o.tables["models"].melt(id_vars="model", value_vars=["n_dominant", "n_rare", "n_own"],
@@ -280,7 +292,7 @@ def feature_sharing(o3: Observation) -> Figure:
     sns.heatmap(mat, ax=axes[2], cmap="mako", vmin=0, vmax=1, square=True, annot=n_models <= 10, fmt=".2f",
                 cbar_kws={"label": "Jaccard overlap"})
     axes[2].set(xlabel="model", ylabel="model", title=f"Feature overlap (mean {o.stats['mean_jaccard']:.2f})")
-    fig.suptitle(f"O3: Spearman(frequency, models) = {o.statistic:.3f} [{o.ci[0]:.3f}, {o.ci[1]:.3f}]")
+    fig.suptitle(f"O3: Spearman(frequency, models) = {_rho_text(o)}")
     return fig
 
 
@@ -302,7 +314,7 @@ def overlap_vs_agreement(o4: Observation, *, ax: plt.Axes | None = None) -> Figu
     sns.regplot(o.table, x="overlap", y="agreement", ax=ax, scatter_kws={"s": 18, "alpha": 0.7},
                 line_kws={"color": "tab:red"}, ci=None)
     ax.set(xlabel="feature overlap (Jaccard) of the pair", ylabel="prediction agreement of the pair",
-           title=f"O4: Spearman rho = {o.statistic:.3f} [{o.ci[0]:.3f}, {o.ci[1]:.3f}], "
+           title=f"O4: Spearman rho = {_rho_text(o)}, "
                  f"Mantel p = {o.stats['p_mantel']:.3f}")
     return fig
 
