@@ -1,6 +1,6 @@
 """Breaking GDE on real images: a rare sub-population swept from absent to common (issue 4).
 
-The framework of ``PAPER.md`` §3 predicts that the Generalization Disagreement Equality fails
+The framework of ``book/definitions.md`` §3 predicts that the Generalization Disagreement Equality fails
 when many test points carry features that only some seeds learn: rare features seen in
 training, each learned with probability near 1/2. :func:`subpopulation_sweep` builds that
 situation on real images. Each class gets a sub-population (its images under a
@@ -411,7 +411,7 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
         Build the interaction tensor per rarity (columns ``tensor_*``; NaN when False).
     n_components, corr_threshold : int, float
         Tensor settings: K principal components per model (lowered below the activations'
-        rank where needed) and an absolute |corr| threshold (PAPER.md §6: K = 20, 0.5).
+        rank where needed) and an absolute |corr| threshold (book/definitions.md §6: K = 20, 0.5).
     enrichment, min_rate : float
         Which features count as the sub-population's (see below).
     backend : str
@@ -616,7 +616,7 @@ def framework_prediction(sweep: SweepResult | Sequence[int], *, n_train: int | N
                          t_r_grid: Sequence[int] = (1, 2, 3, 5, 10, 20, 50, 100, 300, 1000)) -> FrameworkPrediction:
     """The framework's prediction for a sub-population sweep (the sub-population = the rare group).
 
-    Mapping (``PAPER.md`` §3): the ordinary images are the dominant group (``t_d``, ``n_d``,
+    Mapping (``book/definitions.md`` §3): the ordinary images are the dominant group (``t_d``, ``n_d``,
     ``p_d``), the sub-population the rare group (``t_r``, ``n_r``, ``p_r``); ``n_train`` is the
     training-set size and rarity ``r`` gives the rare group's training weight ``r K / n_train``
     (so ``r`` sub-population points per class are expected in training, exactly as built). Each

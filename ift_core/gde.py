@@ -534,7 +534,7 @@ def estimate_error(
     return ErrorEstimate(estimate, low, high, se, level, method, m, n)
 
 
-# --------------------------------------------------------------------------- diagnostics (PAPER.md section 6)
+# --------------------------------------------------------------------------- diagnostics (book/definitions.md section 6)
 
 
 def same_wrong_rate(preds: Any, labels: Any) -> float:

@@ -2,7 +2,7 @@
 
 Each ``o*`` function returns an :class:`Observation`: tidy tables, the number that states the
 claim (with a confidence interval where it is a correlation) and whether the claim holds on
-these data. The claims, as PAPER.md §2 states them:
+these data. The claims, as book/definitions.md §2 states them:
 
 - **O1** feature frequency is long-tailed: few dominant features occur in many points, most
   features are rare.

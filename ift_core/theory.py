@@ -1,6 +1,6 @@
 """The conceptual framework of Jiang, Baek & Kolter (ICLR 2024, §5), solved exactly.
 
-This module implements the framework as ``PAPER.md`` §3 formalises it, plus the
+This module implements the framework as ``book/definitions.md`` §3 formalises it, plus the
 extensions that page asks for (any number of classes, any number of feature
 groups, systematic wrong answers), a vectorised Monte Carlo simulation of the
 same generative story, parameter sweeps (the paper's Figure 4), GDE-breaking
@@ -182,7 +182,7 @@ class Group:
 
 
 class FeatureModel:
-    """The framework of ``PAPER.md`` §3: closed-form accuracy, agreement and GDE gap.
+    """The framework of ``book/definitions.md`` §3: closed-form accuracy, agreement and GDE gap.
 
     The two-group (dominant / rare) constructor keeps the paper's names; any number
     of groups comes from :meth:`from_groups`. Instances are immutable; derive
@@ -675,7 +675,7 @@ def _E(t: np.ndarray, n: np.ndarray, z: np.ndarray, weight: np.ndarray, n_train:
 
 
 def _acc_agr_per_type(miss: np.ndarray, both: np.ndarray, K: Any, beta: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per-type accuracy and agreement from miss and both (PAPER.md §3, with ``beta``)."""
+    """Per-type accuracy and agreement from miss and both (book/definitions.md §3, with ``beta``)."""
     K = np.asarray(K, float)
     beta = np.asarray(beta, float)
     acc = 1.0 - miss * (1.0 - (1.0 - beta) / K)

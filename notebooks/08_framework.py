@@ -11,7 +11,7 @@
 # %% [markdown]
 # # The framework: closed forms against simulation
 #
-# **Claim (paper §5; our formalization in PAPER.md §3).** In the conceptual framework, where
+# **Claim (paper §5; our formalization in Definitions §3).** In the conceptual framework, where
 # points carry dominant or rare features and each seed learns each feature it saw in training with
 # a fixed probability, the expected test accuracy and the expected agreement of two seeds have
 # closed forms. We check that these closed forms equal a Monte Carlo simulation of the same
@@ -117,7 +117,7 @@ pd.DataFrame({"one experiment": [sim.accuracy(), sim.agreement()],
 settings = th.random_models(n_settings, seed=seed, n_groups=(2, 3, 4), n_classes=(2, 3, 10),
                             p_systematic=(0.0, 0.6), n_train=(20, 60, 300)) + [model]
 comparison = th.compare_with_simulation(settings, n_reps=n_reps, n_models=n_models, n_points=n_points,
-                                        seed=seed)
+                                        seed=seed, progress=False)
 tplots.plot_closed_vs_simulation(comparison);
 
 # %%

@@ -19,7 +19,7 @@
 #
 # We reproduce the figure's sweeps with the closed forms of chapter 8 (exact, no simulation noise)
 # and then test the coupling claim not on one hand-picked setting but on a whole grid of base
-# settings, reporting how often it holds in our formalization (PAPER.md §3).
+# settings, reporting how often it holds in our formalization (Definitions §3).
 
 # %% tags=["parameters"]
 profile = "cpu"  # "tiny", "cpu" or "paper"; only grid sizes change

@@ -11,7 +11,7 @@
 # %% [markdown]
 # # Breaking GDE in simulation
 #
-# **Claim (paper §5; PAPER.md §3-4).** The framework can be steered, at a *fixed* test accuracy,
+# **Claim (paper §5; Definitions §3-4).** The framework can be steered, at a *fixed* test accuracy,
 # into settings where the Generalization Disagreement Equality holds and settings where it breaks:
 # disagreement exceeds test error when many points carry features that only about half of the seeds
 # learn, and (with systematic wrong answers, our `p_systematic` extension) falls below it when seeds

@@ -11,7 +11,7 @@
 # %% [markdown]
 # # Breaking GDE on real images
 #
-# **Claim (Jiang, Baek & Kolter 2024, §5; `PAPER.md` §3-§4).** The conceptual framework predicts
+# **Claim (Jiang, Baek & Kolter 2024, §5; Definitions §3-§4).** The conceptual framework predicts
 # natural data distributions on which the Generalization Disagreement Equality fails: when many
 # test points carry *rare* features that only some seeds learn, the disagreement of two seeds no
 # longer equals their test error. We build such a distribution from real images and check whether
@@ -22,7 +22,7 @@
 #
 # The framework's mechanism pushes disagreement *above* error (points learned by some seeds, the
 # others guessing at random). Its `p_systematic` extension pushes it *below* error (seeds that miss
-# a point name the same wrong class). A pilot on Fashion-MNIST (`PAPER.md` §6) found the second
+# a point name the same wrong class). A pilot on Fashion-MNIST (Definitions §6) found the second
 # effect winning at every `r`; this chapter reports what this run measures, whichever way it comes
 # out, and puts the framework's prediction beside it.
 
@@ -89,7 +89,7 @@ plt.show()
 
 # %%
 sweeps = {transform: ex.subpopulation_sweep(config, rarities=rarities, transform=transform, n_boot=n_boot,
-                                            level=level, seed=seed, backend=backend)}
+                                            level=level, seed=seed, backend=backend, progress=False)}
 res = sweeps[transform]
 show = ["rarity", "test_set", "train_accuracy", "error", "error_low", "error_high", "disagreement",
         "disagreement_low", "disagreement_high", "gap", "gap_low", "gap_high", "cace", "ece", "split_fraction",
@@ -104,7 +104,7 @@ plt.show()
 # ### The interaction tensor's view
 #
 # Per rarity, the tensor is built on the ordinary and the transformed test points together
-# (K = 20 components per model, |corr| > 0.5, `PAPER.md` §6). A *sub-population feature* is one
+# (K = 20 components per model, |corr| > 0.5, Definitions §6). A *sub-population feature* is one
 # present at least twice as often on transformed points as on ordinary ones (and on at least 5% of
 # them). The columns count those features and how many seeds hold each: if seeds learned the
 # sub-population's features independently, as the framework assumes, many would be held by only
@@ -158,7 +158,7 @@ plt.show()
 # %%
 for t in next_constructions:
     sweeps[t] = ex.subpopulation_sweep(config, rarities=rarities, transform=t, n_boot=n_boot, level=level, seed=seed,
-                                       backend=backend)
+                                       backend=backend, progress=False)
     nxt = sweeps[t]
     print(f"--- {t}")
     print(nxt.table[nxt.table.test_set == "subpopulation"][["rarity", "error", "disagreement", "gap", "gap_low",

@@ -47,7 +47,7 @@ def test_closed_forms_match_monte_carlo_within_4_se():
 
 
 def test_paper_check_k3_beta08_shared():
-    """PAPER.md §3 quotes closed 0.7803/0.8783 at K=3, beta=0.8, shared, without the other
+    """book/definitions.md §3 quotes closed 0.7803/0.8783 at K=3, beta=0.8, shared, without the other
     parameters. Our default setting (t_d=10, t_r=1000, n=3, p_d=0.9, p_r=0.3, alpha_d=0.7,
     N=1000) is the closest round setting we found: 0.7797/0.8784."""
     fm = FeatureModel(n_classes=3, p_systematic=0.8)
@@ -142,7 +142,7 @@ def test_expected_metrics_general_groups_match_model():
 
 
 # --------------------------------------------------------------------------------------
-# the limits of PAPER.md §3
+# the limits of book/definitions.md §3
 # --------------------------------------------------------------------------------------
 def test_infinite_training_set_limit():
     fm = FeatureModel(n_classes=3, t_d=10, t_r=200, n_d=3, n_r=2, p_d=0.8, p_r=0.4, n_train=math.inf)
@@ -180,7 +180,7 @@ def test_gde_holds_when_models_all_know_or_all_miss():
     # p = 1: every model learns every seen feature, so models never split on a point
     fm = FeatureModel(p_d=1.0, p_r=1.0, n_train=300, t_r=500)
     assert fm.gde_gap() == pytest.approx(0.0, abs=1e-15)
-    # and rare features seen by about half the seeds break it (PAPER.md §3)
+    # and rare features seen by about half the seeds break it (book/definitions.md §3)
     assert fm.replace(p_r=0.5).gde_gap() > 0.01
 
 
