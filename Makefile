@@ -30,6 +30,7 @@ $(STAMP): requirements.lock pyproject.toml
 env: $(STAMP)
 
 # Fashion-MNIST: the Debian package where we may install it (root on Debian), else torchvision's download.
+# CIFAR-10 (PROFILE=paper only): torchvision's download, skipped when the files are already there.
 data: env
 	@if [ -f $(FMNIST_DEB)/train-images-idx3-ubyte.gz ] || [ -f $(FMNIST_DEB)/train-images-idx3-ubyte ]; then \
 	  echo "Fashion-MNIST: $(FMNIST_DEB)"; \
@@ -38,6 +39,7 @@ data: env
 	else \
 	  $(BIN)/python -m ift_core.data fetch fashion_mnist; \
 	fi
+	@if [ "$(PROFILE)" = paper ]; then $(BIN)/python -m ift_core.data fetch cifar10; fi
 
 # Headless Chromium for the site's browser test (Debian's package, driven by Playwright).
 browser:

@@ -3,7 +3,7 @@
 All rows are measured in one run on the same machine, so the ratios compare like with like
 (the absolute times depend on the machine and its load, printed alongside).
 
-    .venv/bin/python benchmarks/bench_train.py [--seeds 8] [--n-train 2000] [--epochs 2]
+    .venv/bin/python benchmarks/bench_train.py [--seeds 8] [--n-train 10000] [--epochs 2]
 
 ``processes`` pays a fixed start-up cost (each spawned worker imports torch); it wins when a
 seed trains long enough for that to amortise and there is more than one core.
@@ -36,7 +36,7 @@ def _time(config: TrainConfig, backend: str, n_workers: int | None) -> tuple[flo
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=8)
-    p.add_argument("--n-train", type=int, default=2000)
+    p.add_argument("--n-train", type=int, default=10000)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--workers", type=int, default=None, help="processes backend workers (default: cores)")
     p.add_argument("--dataset", default="fashion_mnist")
