@@ -50,9 +50,6 @@ __all__ = [
     "SweepProfile",
     "SWEEP_PROFILES",
     "get_sweep_profile",
-    "parse_construction",
-    "construction_data",
-    "construction_examples",
     "SweepResult",
     "subpopulation_sweep",
     "FrameworkPrediction",
@@ -81,7 +78,7 @@ class SweepProfile:
     rarities : tuple of int
         Sub-population examples per class in training (0 = absent).
     transform : str
-        The construction (see :func:`parse_construction`).
+        The construction (see :func:`ift_core.data.parse_subpopulation_transform`).
     next_constructions : tuple of str
         What the theory suggests trying next if GDE does not break on ``transform``: more
         rare features per point (a combination of transforms).
@@ -161,70 +158,6 @@ def get_sweep_profile(name: str, **config_overrides: Any) -> SweepProfile:
     if config_overrides:
         prof = dataclasses.replace(prof, config=prof.config.replace(**config_overrides))
     return prof
-
-
-# --------------------------------------------------------------------------------------------
-# Constructions
-# --------------------------------------------------------------------------------------------
-def parse_construction(transform: str) -> tuple[str, ...]:
-    """Split a construction ``"a+b"`` into its transforms, checking each name
-    (:func:`ift_core.data.parse_subpopulation_transform`).
-
-    Examples
-    --------
-    >>> parse_construction("rotate90+invert")
-    ('rotate90', 'invert')
-    """
-    from .data import parse_subpopulation_transform
-
-    return parse_subpopulation_transform(transform)
-
-
-def construction_data(train: Any, test: Any, *, n_per_class: int, transform: str = "rotate90",
-                      seed: int = 0) -> Any:
-    """:func:`ift_core.data.make_subpopulation_data` for a construction of one or more transforms.
-
-    The training images are chosen as for the first transform (so ``"a"`` and ``"a+b"`` mark
-    the same images); all transforms are applied, in order, to those training rows and to
-    every image of the rich test set. Given a config, the same data come from
-    :func:`ift_core.data.load_subpopulation_data`.
-
-    Returns
-    -------
-    ift_core.data.SubpopulationData
-        With ``transform`` set to the full construction string.
-
-    Examples
-    --------
-    >>> from ift_core.data import DataConfig, load_data
-    >>> tr, te = load_data(DataConfig(name="digits", n_train=500, n_test=200))
-    >>> sub = construction_data(tr, te, n_per_class=2, transform="rotate90+invert")
-    >>> int(sub.train_mask.sum()), sub.transform
-    (20, 'rotate90+invert')
-    """
-    from .data import make_subpopulation_data
-
-    return make_subpopulation_data(train, test, n_per_class=n_per_class, transform=transform, seed=seed)
-
-
-def construction_examples(ds: Any, *, transform: str = "rotate90", n: int | None = None) -> dict[str, Any]:
-    """Example images of each kind for a construction (see :func:`ift_core.data.subpopulation_examples`).
-
-    Returns
-    -------
-    dict with ``"ordinary"``, ``"subpopulation"`` ((n, H, W, C) arrays in [0, 1]), ``"labels"``,
-    ``"class_names"`` and ``"transform"``.
-
-    Examples
-    --------
-    >>> from ift_core.data import load_split
-    >>> ex = construction_examples(load_split("digits", "test"), transform="rotate90+invert", n=2)
-    >>> ex["subpopulation"].shape
-    (2, 8, 8, 1)
-    """
-    from .data import subpopulation_examples
-
-    return subpopulation_examples(ds, transform=transform, n=n)
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,7 +333,8 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
     rarities : sequence of int
         Sub-population examples per class in training.
     transform : str
-        The construction, e.g. ``"rotate90"`` or ``"rotate90+invert"`` (:func:`parse_construction`).
+        The construction, e.g. ``"rotate90"`` or ``"rotate90+invert"``
+        (:func:`ift_core.data.parse_subpopulation_transform`).
     n_models : int, optional
         Override ``config.n_models`` (at least 2).
     seed : int
@@ -460,7 +394,7 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
     >>> res = subpopulation_sweep(prof.config, rarities=(0, 5), progress=False)  # doctest: +SKIP
     >>> res.table[["rarity", "test_set", "error", "disagreement"]]  # doctest: +SKIP
     """
-    from .data import load_data
+    from .data import load_data, parse_subpopulation_transform
     from .train import BACKENDS, TrainConfig
 
     if not isinstance(config, TrainConfig):
@@ -473,7 +407,7 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
     if config.n_models < 2:
         raise ValueError(f"n_models must be >= 2 (disagreement needs pairs), got {config.n_models}")
     rs = _check_rarities(rarities)
-    parse_construction(transform)
+    parse_subpopulation_transform(transform)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ift_core import experiments as ex
-from ift_core.data import load_data
+from ift_core.data import load_data, subpopulation_examples
 from ift_core.plots import experiments as pe
 
 pd.set_option("display.width", 200)
@@ -69,7 +69,7 @@ print(f"{config.data.name}: {len(train_images)} training / {len(test_images)} te
 # the sub-population of a construction. Labels are unchanged: a rotated coat is still a coat.
 
 # %%
-examples = [ex.construction_examples(test_images, transform=t) for t in [transform] + next_constructions]
+examples = [subpopulation_examples(test_images, transform=t) for t in [transform] + next_constructions]
 fig = pe.construction_examples_figure(examples)
 plt.show()
 

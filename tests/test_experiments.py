@@ -15,7 +15,8 @@ import torch
 
 from ift_core import experiments as ex
 from ift_core import theory
-from ift_core.data import DataConfig, apply_transform, load_data, load_split
+from ift_core.data import (DataConfig, apply_transform, load_data, load_split, make_subpopulation_data,
+                           parse_subpopulation_transform, subpopulation_examples)
 
 torch.set_num_threads(1)
 
@@ -40,8 +41,8 @@ def sweep():
 
 def test_construction_combo_transforms_only_the_chosen_rows_and_keeps_labels():
     tr, te = load_data(DataConfig(name="digits", n_train=400, n_test=100))
-    single = ex.construction_data(tr, te, n_per_class=3, transform="rotate90", seed=1)
-    combo = ex.construction_data(tr, te, n_per_class=3, transform="rotate90+invert", seed=1)
+    single = make_subpopulation_data(tr, te, n_per_class=3, transform="rotate90", seed=1)
+    combo = make_subpopulation_data(tr, te, n_per_class=3, transform="rotate90+invert", seed=1)
     mask = combo.train_mask
     assert mask.sum() == 30 and np.array_equal(mask, single.train_mask)
     assert np.bincount(tr.y.numpy()[mask], minlength=10).tolist() == [3] * 10
@@ -51,16 +52,16 @@ def test_construction_combo_transforms_only_the_chosen_rows_and_keeps_labels():
     assert torch.allclose(combo.train.take(np.flatnonzero(mask)).pixels(), want.clamp(0, 1), atol=1e-5)
     want_test = apply_transform(apply_transform(te.pixels(), "rotate90"), "invert").clamp(0, 1)
     assert torch.allclose(combo.test_sub.pixels(), want_test, atol=1e-5)
-    zero = ex.construction_data(tr, te, n_per_class=0, transform="rotate90+invert")
+    zero = make_subpopulation_data(tr, te, n_per_class=0, transform="rotate90+invert")
     assert zero.train_mask.sum() == 0 and torch.equal(zero.train.x, tr.x)
 
 
 def test_construction_examples_and_parse():
-    assert ex.parse_construction("flip_vertical+patch") == ("flip_vertical", "patch")
+    assert parse_subpopulation_transform("flip_vertical+patch") == ("flip_vertical", "patch")
     for bad in ("", "spin", "rotate90+rotate90", "rotate90+", 3):
         with pytest.raises(ValueError):
-            ex.parse_construction(bad)
-    e = ex.construction_examples(load_split("digits", "test"), transform="rotate180+invert", n=4)
+            parse_subpopulation_transform(bad)
+    e = subpopulation_examples(load_split("digits", "test"), transform="rotate180+invert", n=4)
     want = 1.0 - np.rot90(e["ordinary"], 2, axes=(1, 2))
     assert np.allclose(e["subpopulation"], want, atol=1e-6)
 
@@ -255,7 +256,7 @@ def test_plots_return_figures(sweep):
     pred = ex.framework_prediction(sweep, t_r=10)
     table, _ = ex.compare_with_framework(sweep, pred)
     assert len(pe.measured_vs_predicted(table).axes) == 2
-    exs = [ex.construction_examples(load_split("digits", "test"), transform=t, n=3) for t in ("rotate90", "invert")]
+    exs = [subpopulation_examples(load_split("digits", "test"), transform=t, n=3) for t in ("rotate90", "invert")]
     assert len(pe.construction_examples_figure(exs).axes) == 9
     with pytest.raises(ValueError):
         pe.measured_vs_predicted(sweep.table)

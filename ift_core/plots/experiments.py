@@ -211,8 +211,7 @@ def construction_examples_figure(examples: Mapping[str, Any] | Sequence[Mapping[
     Parameters
     ----------
     examples : dict or list of dicts
-        From :func:`ift_core.experiments.construction_examples` (or
-        :func:`ift_core.data.subpopulation_examples`); several dicts (one per construction) share
+        From :func:`ift_core.data.subpopulation_examples`; several dicts (one per construction) share
         the ordinary row of the first.
     n : int, optional
         Columns to show (default: all classes).
@@ -224,12 +223,12 @@ def construction_examples_figure(examples: Mapping[str, Any] | Sequence[Mapping[
     Examples
     --------
     >>> from ift_core.data import load_split
-    >>> from ift_core.experiments import construction_examples
-    >>> fig = construction_examples_figure(construction_examples(load_split("digits", "test"), n=3))
+    >>> from ift_core.data import subpopulation_examples
+    >>> fig = construction_examples_figure(subpopulation_examples(load_split("digits", "test"), n=3))
     """
     exs = [examples] if isinstance(examples, Mapping) else list(examples)
     if not exs or not all(isinstance(e, Mapping) and {"ordinary", "subpopulation"} <= set(e) for e in exs):
-        raise ValueError("examples must be construction_examples(...) dicts (keys 'ordinary', 'subpopulation')")
+        raise ValueError("examples must be subpopulation_examples(...) dicts (keys 'ordinary', 'subpopulation')")
     cols = len(exs[0]["ordinary"]) if n is None else int(n)
     if cols < 1 or cols > len(exs[0]["ordinary"]):
         raise ValueError(f"n={n} must be in 1..{len(exs[0]['ordinary'])}")
