@@ -11,13 +11,14 @@ NB ?=
 PARAMS ?=
 FMNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: book test env data browser chapter clean-book lock bench help
+.PHONY: book test env data browser chapter clean-book lock bench gpu-check help
 
 help:
 	@echo "make book     build the whole book (env, data, training, notebooks, HTML) [PROFILE=$(PROFILE)]"
 	@echo "make test     run the test suite"
 	@echo "make chapter NB=notebooks/04_long_tail.py PARAMS='-p n_models 20'   rerun one chapter, rebuild the site"
 	@echo "make bench    run the benchmarks"
+	@echo "make gpu-check   on a CUDA machine: the GPU tests and the GPU benchmark (scripts/gpu_check.sh)"
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -59,6 +60,10 @@ test: env browser
 
 bench: env data
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# On a machine with a CUDA GPU: tests/test_gpu.py, then benchmarks/bench_gpu.py (logs in gpu-check/).
+gpu-check: env data
+	PY=$(BIN)/python bash scripts/gpu_check.sh gpu-check
 
 # Re-resolve the pinned environment from requirements.in (maintainers only).
 lock:

@@ -385,6 +385,52 @@ def test_fashion_mnist_fixture_small_cnn(fixtures_dir):
 # ------------------------------------------------------------------------------------------
 # Several seeds per GPU (processes on CUDA): the argument handling, on CPU
 # ------------------------------------------------------------------------------------------
+def _record_conv_inputs(monkeypatch, seen: list) -> None:
+    """Hook the second convolution of every model _train_one builds: record whether its input
+    is channels-last, its output dtype, and whether the model was training."""
+    real = tr._new_model
+
+    def new_model(config, train, init_seed):
+        model = real(config, train, init_seed)
+        model.features[3].register_forward_hook(lambda mod, inp, out: seen.append(
+            (inp[0].is_contiguous(memory_format=torch.channels_last), out.dtype, mod.training)))
+        return model
+
+    monkeypatch.setattr(tr, "_new_model", new_model)
+
+
+def test_bf16_training_loop_on_cpu(monkeypatch):
+    """The GPU path's loop under bf16 autocast (CPU autocast standing in for CUDA's, the one
+    line that differs): convolutions get channels-last inputs and compute in bf16 while
+    training, accuracy is measured in float32, and the checkpoint holds float32 weights."""
+    seen: list = []
+    _record_conv_inputs(monkeypatch, seen)
+    monkeypatch.setattr(tr, "_autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+    c = TrainConfig(data=DIGITS, arch="small_cnn", width=8, n_models=1, epochs=4, lr=0.05, batch_size=50)
+    ens = train_ensemble(c, backend="sequential", cache=False, progress=False)
+    training = [s for s in seen if s[2]]
+    evaluating = [s for s in seen if not s[2]]
+    assert len(training) == 4 * 12  # 600 images / batch 50, 4 epochs
+    assert all(channels_last and dtype == torch.bfloat16 for channels_last, dtype, _ in training)
+    assert evaluating and all(dtype == torch.float32 for _, dtype, _ in evaluating)
+    state = ens.models[0].state_dict()
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+    assert all(math.isfinite(v) for v in ens.metrics()[0]["loss_history"])
+    assert ens.test_accuracy[0] > 0.5  # 10 classes: chance is 0.1
+
+
+def test_bf16_vmap_on_cpu(monkeypatch):
+    """vmap (the MLP path, also on CUDA) under bf16 autocast learns as float32 does."""
+    monkeypatch.setattr(tr, "_autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+    c = small(n_models=2, epochs=6)
+    bf16 = train_ensemble(c, backend="vmap", cache=False, progress=False)
+    monkeypatch.undo()
+    fp32 = train_ensemble(c, backend="vmap", cache=False, progress=False)
+    assert max_weight_gap(bf16, fp32) > 0  # autocast did change the arithmetic
+    assert bf16.test_accuracy.min() > 0.8
+    assert abs(bf16.test_accuracy.mean() - fp32.test_accuracy.mean()) < 0.05
+
+
 def test_gpu_slots_round_robin():
     assert tr._gpu_slots([0, 1], 3) == [0, 1, 0, 1, 0, 1]
     assert tr._gpu_slots([2], 2) == [2, 2]
