@@ -298,5 +298,15 @@ def test_site_in_headless_chromium(served_site):
             problems.append("exercises: the first solution is visible before its toggle is clicked")
         solution.locator(".admonition-title").click()
         body.wait_for(state="visible", timeout=10_000)
+
+        # Formulas are typeset by the MathJax the site serves itself: the CDN is unreachable here.
+        page.goto(base + "book/notation.html", wait_until="load")
+        src = page.eval_on_selector_all("script[src*='tex-chtml']", "els => els.map(e => e.src)")
+        if not src or not all(s.startswith(base) for s in src):
+            problems.append(f"notation: MathJax is not served by the site itself: {src}")
+        try:
+            page.wait_for_selector("mjx-container", timeout=30_000)
+        except Exception:  # playwright's TimeoutError
+            problems.append("notation: no formula was typeset by MathJax")
         browser.close()
     assert not problems, "the site has problems:\n" + "\n".join(problems)
