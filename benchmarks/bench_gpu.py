@@ -3,11 +3,17 @@
 Run: ``.venv/bin/python benchmarks/bench_gpu.py`` on a machine with a CUDA GPU. Without one it
 says so and exits 0 (``--smoke`` runs the same logic on CPU with tiny sizes, to check the script).
 
-THE DATA ARE RANDOM-CONTENT TENSORS OF CIFAR-10'S SIZE (50,000 x 3 x 32 x 32 training images,
-10,000 test images, 10 classes), FOR TIMING ONLY: nothing here says anything about accuracy.
+Sections 1-3 time RANDOM-CONTENT TENSORS OF CIFAR-10'S SIZE (50,000 x 3 x 32 x 32 training
+images, 10,000 test images, 10 classes), FOR TIMING ONLY: they say nothing about accuracy.
+Section 0 (``--real``) trains on real images and reports accuracy.
 
 What it measures
 
+0. ``--real EPOCHS`` (off by default; it runs first, being the check that matters most): two
+   ResNet18 seeds (the paper profile's model and optimiser) train on all of Fashion-MNIST
+   (60,000 + 10,000 real images, found as ``ift_core.data`` finds them: ``$IFT_DATA``, the
+   Debian folder, ...) with ``train_ensemble(device="cuda")``. It prints each seed's time,
+   images per second and train / test accuracy, so the GPU path is seen to learn, not only run.
 1. Seeds per GPU ``k`` (default 1, 2, 4, 8, capped by GPU memory): ``k`` worker processes
    (``spawn``) each train one seed at a time with ``ift_core.train``'s own per-seed function
    (``_train_one``: ResNet18, bf16 autocast, channels-last, data held on the GPU, deterministic
@@ -21,11 +27,6 @@ What it measures
 3. Knobs (one process, ``--steps`` timed steps after warm-up, the same loop as ``_train_one``):
    train.py's settings against cuDNN autotuning without determinism, fp32 without autocast,
    and the standard (NCHW) memory format, to show what each setting costs or saves.
-4. ``--real EPOCHS`` (off by default): REAL images through the public path. Two ResNet18 seeds
-   (the paper profile's model and optimiser) train on all of Fashion-MNIST (60,000 + 10,000
-   images, found as ``ift_core.data`` finds them: ``$IFT_DATA``, the Debian folder, ...) with
-   ``train_ensemble(device="cuda")``; it prints each seed's time, images per second and
-   train / test accuracy, so the GPU path is seen to learn, not only to run.
 """
 from __future__ import annotations
 
@@ -245,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Data: {n_train} train + {n_test} test images of shape {shape} -- {LABEL}.")
     steps_per_epoch = math.ceil(n_train / 100)
 
+    if args.real:
+        print(f"\n0. Real images: 2 ResNet18 seeds x {args.real} epochs on Fashion-MNIST through train_ensemble:")
+        bench_real(args.real, device, smoke=args.smoke)
+
     print(f"\n1. Seeds sharing one GPU (each: ift_core.train._train_one, ResNet18, batch 100, "
           f"{steps_per_epoch} steps/epoch; 1 epoch then 2 epochs):")
     res = bench_sharing(ks, sizes, device)
@@ -265,9 +270,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_knobs:
         print(f"\n3. What each setting costs (one process, {steps} timed steps after warm-up):")
         bench_knobs(steps, device, min(n_train, 10_000), shape)
-    if args.real:
-        print(f"\n4. Real images: 2 ResNet18 seeds x {args.real} epochs on Fashion-MNIST through train_ensemble:")
-        bench_real(args.real, device, smoke=args.smoke)
     return 0
 
 
