@@ -112,7 +112,7 @@ def test_gpu_training_accuracy_close_to_cpu():
     c = conv(n_models=2)
     gpu = train_ensemble(c, device=DEVICE, backend="sequential", cache=False, progress=False)
     cpu = train_ensemble(c, device="cpu", backend="sequential", cache=False, progress=False)
-    assert abs(gpu.test_accuracy.mean() - cpu.test_accuracy.mean()) < 0.08  # 500 test images
+    assert abs(gpu.test_accuracy.mean() - cpu.test_accuracy.mean()) < 0.1  # early in training, 500 test images
 
 
 def test_gpu_activations_match_cpu():
