@@ -214,16 +214,6 @@ def _bootstrap(preds: np.ndarray, labels: np.ndarray, n_classes: int, *, n_boot:
     return {k: (float(np.quantile(v, lo)), float(np.quantile(v, hi))) for k, v in reps.items()}
 
 
-def _usable_components(acts: np.ndarray, wanted: int) -> int:
-    """``wanted``, lowered below the smallest numerical rank among the models (dead units lower it)."""
-    ranks = []
-    for a in acts:
-        c = a.astype(np.float64) - a.mean(axis=0)
-        s = np.linalg.svd(c, compute_uv=False)
-        ranks.append(int((s > s[0] * 1e-6).sum()) if s.size and s[0] > 0 else 0)
-    return int(max(1, min(wanted, min(ranks) - 1)))
-
-
 def _tensor_view(acts_ord: np.ndarray, acts_sub: np.ndarray, *, n_components: int, corr_threshold: float,
                  enrichment: float, min_rate: float) -> tuple[dict[str, float], Any]:
     """How many seeds hold the sub-population's features, from the interaction tensor.
@@ -233,10 +223,11 @@ def _tensor_view(acts_ord: np.ndarray, acts_sub: np.ndarray, *, n_components: in
     transformed points and at least ``enrichment`` times as often on them as on ordinary
     points. For those, ``models_per_feature`` counts the seeds that have the feature.
     """
-    from .tensor import build_interaction_tensor
+    from .tensor import build_interaction_tensor, numerical_rank
 
     acts = np.concatenate([acts_ord, acts_sub], axis=1)
-    k = _usable_components(acts, n_components)
+    # n_components, lowered to the smallest model's numerical rank (dead units lower it)
+    k = int(max(1, min(n_components, numerical_rank(acts).min())))
     it = build_interaction_tensor(acts, n_components=k, corr_threshold=corr_threshold, progress=False)
     n = acts_ord.shape[1]
     pf = it.point_feature_matrix()

@@ -143,6 +143,21 @@ def test_tensor_view_is_consistent(sweep):
             assert s == pytest.approx(1.0)
 
 
+def test_tensor_view_lowers_components_to_the_smallest_rank():
+    """A model with dead units has fewer usable components than asked for: the view uses
+    the smallest numerical rank (tensor.numerical_rank) instead of failing."""
+    rng = np.random.default_rng(0)
+    acts = rng.standard_normal((3, 80, 12)).astype(np.float32)
+    acts[1, :, 4:] = 0.0  # model 1: 8 dead units, rank 4
+    view, it = ex._tensor_view(acts[:, :40], acts[:, 40:], n_components=10, corr_threshold=0.5,
+                               enrichment=2.0, min_rate=0.1)
+    assert view["tensor_components"] == 4
+    assert it.n_points == 80
+    view, _ = ex._tensor_view(acts[[0, 2], :40], acts[[0, 2], 40:], n_components=10, corr_threshold=0.5,
+                              enrichment=2.0, min_rate=0.1)
+    assert view["tensor_components"] == 10  # no dead units: as asked
+
+
 def test_sweep_is_deterministic_from_scratch(sweep, tmp_path, monkeypatch):
     # a fresh cache: every seed is retrained and re-evaluated
     monkeypatch.setenv("IFT_CACHE", str(tmp_path))
