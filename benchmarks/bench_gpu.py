@@ -44,6 +44,8 @@ import torch.nn.functional as F
 N_TRAIN, N_TEST, N_CLASSES, SHAPE = 50_000, 10_000, 10, (3, 32, 32)
 PAPER_SEEDS, PAPER_EPOCHS = 20, 30
 LABEL = "random-content tensors, FOR TIMING ONLY (not a data set)"
+# ResNet18 reaches about 0.9 on Fashion-MNIST within a few epochs; below this it did not learn.
+MIN_REAL_ACCURACY = 0.85
 
 
 def _random_sets(n_train: int, n_test: int, shape: tuple[int, ...]) -> tuple[Any, Any]:
@@ -101,13 +103,37 @@ def _worker(rank: int, sizes: tuple, device: str, barrier: Any, queue: Any) -> N
         queue.put((rank, 0.0, 0.0, 0, f"{type(err).__name__}: {err}"))
 
 
-def bench_sharing(ks: list[int], sizes: tuple, device: str) -> dict[int, dict[str, float]]:
-    """k processes per GPU training at once; per-epoch and fixed seconds for each k."""
+def _collect(queue: Any, procs: list, k: int) -> list[tuple]:
+    """Every worker's result; an error instead of a hang when one dies without reporting
+    (a crash in start-up, a fatal CUDA error, the OOM killer)."""
+    import queue as queue_module
+
+    results: list[tuple] = []
+    while len(results) < len(procs):
+        try:
+            results.append(queue.get(timeout=5))
+        except queue_module.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                for p in procs:
+                    p.kill()
+                raise RuntimeError(f"k={k}: a worker died without reporting (exit code {dead[0]})") from None
+    return results
+
+
+def bench_sharing(ks: list[int], sizes: tuple, device: str, deadline: float = math.inf) -> dict[int, dict[str, float]]:
+    """k processes per GPU training at once; per-epoch and fixed seconds for each k.
+
+    A k is started only before ``deadline`` (a ``time.perf_counter()`` value); later ones are
+    reported as skipped."""
     ctx = torch.multiprocessing.get_context("spawn")
     n_train = sizes[0]
     out: dict[int, dict[str, float]] = {}
     total_mem = torch.cuda.get_device_properties(0).total_memory if device == "cuda" else 0
     for k in ks:
+        if time.perf_counter() > deadline:
+            print(f"  k={k}: skipped, the time budget (--budget) is spent")
+            continue
         if device == "cuda" and out:
             need = k * max(v["peak"] for v in out.values()) + k * 600e6  # + a CUDA context each
             if need > 0.9 * total_mem:
@@ -117,7 +143,7 @@ def bench_sharing(ks: list[int], sizes: tuple, device: str) -> dict[int, dict[st
         procs = [ctx.Process(target=_worker, args=(r, sizes, device, barrier, queue)) for r in range(k)]
         for p in procs:
             p.start()
-        results = [queue.get() for _ in procs]
+        results = _collect(queue, procs, k)
         for p in procs:
             p.join()
         errors = [e for *_, e in results if e]
@@ -141,6 +167,7 @@ def _time_loop(steps: int, device: str, n: int, shape: tuple[int, ...], *, autoc
 
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)  # as train.py's _reproducible
     torch.manual_seed(0)
     dev = torch.device(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -182,6 +209,7 @@ def bench_knobs(steps: int, device: str, n: int, shape: tuple[int, ...]) -> None
     ]
     base = None
     saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    saved_algorithms = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
         for name, kw in variants:
             s = _time_loop(steps, device, n, shape, **kw)
@@ -189,6 +217,7 @@ def bench_knobs(steps: int, device: str, n: int, shape: tuple[int, ...]) -> None
             print(f"  {name:55s} {s * 1e3:7.2f} ms/step  {100 / s:8.0f} img/s  x{base / s:4.2f} vs train.py")
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+        torch.use_deterministic_algorithms(saved_algorithms[0], warn_only=saved_algorithms[1])
 
 
 def bench_real(epochs: int, device: str, *, smoke: bool = False) -> None:
@@ -212,6 +241,9 @@ def bench_real(epochs: int, device: str, *, smoke: bool = False) -> None:
         print(f"  seed {m['seed']}: {m['wall_s']:6.1f} s on {m['device']}, {ips:8.0f} img/s (incl. set-up and "
               f"evaluation), train acc {m['train_accuracy']:.4f}, test acc {m['test_accuracy']:.4f}")
     print(f"  {len(train)} real training images; both seeds with data loading: {total:.1f} s")
+    if not smoke and min(ens.test_accuracy) < MIN_REAL_ACCURACY:
+        raise RuntimeError(f"ResNet18 did not learn on the GPU: test accuracy {min(ens.test_accuracy):.4f} "
+                           f"< {MIN_REAL_ACCURACY} after {epochs} epochs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-knobs", action="store_true", help="skip the knob comparison")
     ap.add_argument("--real", type=int, default=0, metavar="EPOCHS",
                     help="also train 2 ResNet18 seeds for EPOCHS epochs on real Fashion-MNIST (default off)")
+    ap.add_argument("--budget", type=float, default=math.inf, metavar="SECONDS",
+                    help="start no new k or knob comparison after SECONDS (default: no limit)")
     ap.add_argument("--smoke", action="store_true",
                     help="run on CPU with tiny sizes to check the script (numbers meaningless)")
     args = ap.parse_args(argv)
@@ -228,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         ks = sorted({int(v) for v in args.seeds_per_gpu.split(",")})
     except ValueError:
         ap.error(f"--seeds-per-gpu must be integers separated by commas, got {args.seeds_per_gpu!r}")
-    if not ks or ks[0] < 1 or args.steps < 1 or args.real < 0:
-        ap.error("--seeds-per-gpu values and --steps must be >= 1, --real >= 0")
+    if not ks or ks[0] < 1 or args.steps < 1 or args.real < 0 or not args.budget > 0:
+        ap.error("--seeds-per-gpu values and --steps must be >= 1, --real >= 0, --budget > 0")
 
     if args.smoke:
         device, sizes, steps = "cpu", (200, 100, (3, 8, 8), 100), min(args.steps, 3)
@@ -246,13 +280,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Data: {n_train} train + {n_test} test images of shape {shape} -- {LABEL}.")
     steps_per_epoch = math.ceil(n_train / 100)
 
+    deadline = time.perf_counter() + args.budget
+    failed = False
     if args.real:
         print(f"\n0. Real images: 2 ResNet18 seeds x {args.real} epochs on Fashion-MNIST through train_ensemble:")
-        bench_real(args.real, device, smoke=args.smoke)
+        try:
+            bench_real(args.real, device, smoke=args.smoke)
+        except Exception as err:  # report it, and still time the rest
+            failed = True
+            print(f"  FAILED: {type(err).__name__}: {err}")
 
     print(f"\n1. Seeds sharing one GPU (each: ift_core.train._train_one, ResNet18, batch 100, "
           f"{steps_per_epoch} steps/epoch; 1 epoch then 2 epochs):")
-    res = bench_sharing(ks, sizes, device)
+    res = bench_sharing(ks, sizes, device, deadline)
 
     print(f"\n2. The paper's {PAPER_SEEDS} ResNet18 x {PAPER_EPOCHS} epochs on one GPU, extrapolated:")
     print(f"   T(k) = ceil({PAPER_SEEDS}/k) waves x (fixed + {PAPER_EPOCHS} x t_epoch), times measured with k seeds sharing")
@@ -269,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_knobs:
         print(f"\n3. What each setting costs (one process, {steps} timed steps after warm-up):")
-        bench_knobs(steps, device, min(n_train, 10_000), shape)
-    return 0
+        if time.perf_counter() > deadline:
+            print("  skipped, the time budget (--budget) is spent")
+        else:
+            bench_knobs(steps, device, min(n_train, 10_000), shape)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

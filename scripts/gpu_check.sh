@@ -37,6 +37,6 @@ if ! "$py" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1
   exit 2
 fi
 stage tests 200 "$py" -m pytest -q -rs -p no:cacheprovider tests/test_gpu.py
-stage bench 330 "$py" benchmarks/bench_gpu.py --seeds-per-gpu 1,4,8 --steps 200 --real 3
+stage bench 330 "$py" benchmarks/bench_gpu.py --seeds-per-gpu 1,4,8 --steps 200 --real 3 --budget 240
 echo "GPU check: $([ $status = 0 ] && echo PASSED || echo FAILED); logs in $log/"
 exit $status

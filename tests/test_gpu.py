@@ -85,6 +85,7 @@ def test_seeds_sharing_a_gpu_equal_sequential():
     par = train_ensemble(c, device=DEVICE, backend="processes", cache=False, progress=False, **shared)
     assert_bit_identical(seq, par)
     assert {m["backend"] for m in par.metrics()} == {"processes"}
+    assert all(m["device"].startswith(DEVICE) for m in par.metrics())  # the workers trained on the GPU
 
 
 def test_vmap_on_gpu_learns():
@@ -115,12 +116,21 @@ def test_gpu_training_accuracy_close_to_cpu():
     assert abs(gpu.test_accuracy.mean() - cpu.test_accuracy.mean()) < 0.1  # early in training, 500 test images
 
 
-def test_gpu_activations_match_cpu():
+@pytest.fixture
+def no_tf32():
+    """Plain float32 on the GPU: TF32 would flip the near-ties of a barely trained model."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_gpu_activations_match_cpu(no_tf32):
     ens = train_ensemble(conv(n_models=2, epochs=1, seed=11), device="cpu", progress=False)
     _, test = ens.data()
     acts_dev, logits_dev = extract_activations(ens.models, test.x, device=DEVICE)
     acts_cpu, logits_cpu = extract_activations(ens.models, test.x, device="cpu")
-    # float32 on both; a GPU's convolutions may use TF32, hence the tolerance
+    # float32 on both, summed in different orders
     scale = float(np.abs(acts_cpu).max())
     np.testing.assert_allclose(acts_dev, acts_cpu, rtol=0, atol=2e-2 * scale)
     assert (logits_dev.argmax(-1) == logits_cpu.argmax(-1)).mean() > 0.99
