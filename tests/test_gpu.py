@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from ift_core import train as tr
+from ensemble_checks import assert_bit_identical, record_layer, weights
 from ift_core.activations import extract_activations
 from ift_core.data import DataConfig
 from ift_core.train import TrainConfig, ensemble_dir, load_ensemble, train_ensemble
@@ -36,17 +36,6 @@ def conv(**changes) -> TrainConfig:
     return base.replace(**changes)
 
 
-def state(ens) -> list[dict[str, torch.Tensor]]:
-    return [m.state_dict() for m in ens.models]
-
-
-def assert_bit_identical(a, b) -> None:
-    for sa, sb in zip(state(a), state(b), strict=True):
-        for k in sa:
-            assert torch.equal(sa[k], sb[k]), k
-    np.testing.assert_array_equal(a.test_accuracy, b.test_accuracy)
-
-
 def test_gpu_training_learns_and_is_deterministic():
     a = train_ensemble(conv(), device=DEVICE, backend="sequential", cache=False, progress=False)
     b = train_ensemble(conv(), device=DEVICE, backend="sequential", cache=False, progress=False)
@@ -57,16 +46,8 @@ def test_gpu_training_learns_and_is_deterministic():
 
 
 def test_gpu_loop_runs_bf16_on_channels_last(monkeypatch):
-    seen = []
-    real = tr._new_model
-
-    def new_model(config, train, init_seed):
-        model = real(config, train, init_seed)
-        model.layer2[0].conv1.register_forward_hook(lambda mod, inp, out: seen.append(
-            (inp[0].is_contiguous(memory_format=torch.channels_last), out.dtype, mod.training, out.device.type)))
-        return model
-
-    monkeypatch.setattr(tr, "_new_model", new_model)
+    seen: list = []
+    record_layer(monkeypatch, "layer2.0.conv1", seen)
     ens = train_ensemble(conv(n_models=1, epochs=1), device=DEVICE, backend="sequential", cache=False,
                          progress=False)
     training = [s for s in seen if s[2]]
@@ -75,7 +56,7 @@ def test_gpu_loop_runs_bf16_on_channels_last(monkeypatch):
     assert all(s[3] == DEVICE for s in seen)  # the data were on the device
     assert all(s[1] == (torch.bfloat16 if ON_GPU else torch.float32) for s in training)
     assert all(s[1] == torch.float32 for s in seen if not s[2])  # accuracy in float32
-    assert all(v.dtype == torch.float32 for v in state(ens)[0].values() if v.is_floating_point())
+    assert all(v.dtype == torch.float32 for v in weights(ens)[0].values() if v.is_floating_point())
 
 
 def test_seeds_sharing_a_gpu_equal_sequential():

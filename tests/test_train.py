@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ensemble_checks import assert_bit_identical, record_layer, weights
 from ift_core import train as tr
 from ift_core.data import DataConfig, load_data
 from ift_core.train import (
@@ -33,20 +34,6 @@ def small(**changes) -> TrainConfig:
     """A config that trains in a fraction of a second per seed."""
     base = TrainConfig(data=DIGITS, arch="mlp", width=32, n_models=3, epochs=2, lr=0.05, batch_size=50)
     return base.replace(**changes)
-
-
-def weights(ens: Ensemble) -> list[dict[str, torch.Tensor]]:
-    return [m.state_dict() for m in ens.models]
-
-
-def assert_bit_identical(a: Ensemble, b: Ensemble) -> None:
-    assert a.seeds == b.seeds
-    for sa, sb in zip(weights(a), weights(b)):
-        assert sa.keys() == sb.keys()
-        for k in sa:
-            assert torch.equal(sa[k], sb[k]), k
-    np.testing.assert_array_equal(a.test_accuracy, b.test_accuracy)
-    np.testing.assert_array_equal(a.train_accuracy, b.train_accuracy)
 
 
 def max_weight_gap(a: Ensemble, b: Ensemble) -> float:
@@ -385,34 +372,20 @@ def test_fashion_mnist_fixture_small_cnn(fixtures_dir):
 # ------------------------------------------------------------------------------------------
 # Several seeds per GPU (processes on CUDA): the argument handling, on CPU
 # ------------------------------------------------------------------------------------------
-def _record_conv_inputs(monkeypatch, seen: list) -> None:
-    """Hook the second convolution of every model _train_one builds: record whether its input
-    is channels-last, its output dtype, and whether the model was training."""
-    real = tr._new_model
-
-    def new_model(config, train, init_seed):
-        model = real(config, train, init_seed)
-        model.features[3].register_forward_hook(lambda mod, inp, out: seen.append(
-            (inp[0].is_contiguous(memory_format=torch.channels_last), out.dtype, mod.training)))
-        return model
-
-    monkeypatch.setattr(tr, "_new_model", new_model)
-
-
 def test_bf16_training_loop_on_cpu(monkeypatch):
     """The GPU path's loop under bf16 autocast (CPU autocast standing in for CUDA's, the one
     line that differs): convolutions get channels-last inputs and compute in bf16 while
     training, accuracy is measured in float32, and the checkpoint holds float32 weights."""
     seen: list = []
-    _record_conv_inputs(monkeypatch, seen)
+    record_layer(monkeypatch, "features.3", seen)  # small_cnn's second convolution
     monkeypatch.setattr(tr, "_autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
     c = TrainConfig(data=DIGITS, arch="small_cnn", width=8, n_models=1, epochs=4, lr=0.05, batch_size=50)
     ens = train_ensemble(c, backend="sequential", cache=False, progress=False)
     training = [s for s in seen if s[2]]
     evaluating = [s for s in seen if not s[2]]
     assert len(training) == 4 * 12  # 600 images / batch 50, 4 epochs
-    assert all(channels_last and dtype == torch.bfloat16 for channels_last, dtype, _ in training)
-    assert evaluating and all(dtype == torch.float32 for _, dtype, _ in evaluating)
+    assert all(channels_last and dtype == torch.bfloat16 for channels_last, dtype, *_ in training)
+    assert evaluating and all(dtype == torch.float32 for _, dtype, *_ in evaluating)
     state = ens.models[0].state_dict()
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
     assert all(math.isfinite(v) for v in ens.metrics()[0]["loss_history"])
