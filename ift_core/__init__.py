@@ -37,6 +37,7 @@ __all__ = [
     "theory",
     "gde",
     "plots",
+    "claims",
     "cache",
     "distributed",
     "experiments",

@@ -1,0 +1,448 @@
+"""Claim checks: what the paper claims, part by part, and what the data in front of us show.
+
+Every chapter of the book ends with a :class:`Verdict`. A verdict names one claim of the paper
+(a row of :data:`CLAIMS`, the registry the reproduction scorecard is built from), splits it into
+the parts the paper states, and judges each :class:`Part` separately:
+
+``"holds"``
+    every setting or cell that tests the part satisfies it;
+``"holds in part"``
+    some do: the part carries the *share* that does;
+``"does not hold"``
+    none does (or the one test fails);
+``"not tested"``
+    the data at hand cannot test it (say why in a fact).
+
+The verdict's word is derived from its parts, never set by hand: **HOLDS** when every tested
+part holds, **DOES NOT HOLD** when none does, **HOLDS IN PART** otherwise. So a check whose
+mechanism failed cannot print HOLDS because some summary number happened to pass.
+
+A verdict renders as a box in the book (``_repr_html_``: the word, then one part per line, then
+one fact per line, wrapped at the column width) and as wrapped plain text elsewhere. :func:`record`
+shows it and, when the environment variable ``IFT_VERDICTS`` names a folder (the book's build sets
+it), saves it there as JSON, so the scorecard page shows exactly what each chapter concluded.
+
+Examples
+--------
+>>> v = Verdict("O1", parts=(
+...     Part("few features are dominant", "holds", facts=("12 of 112 features dominant",)),
+...     Part.from_share("the histogram is bimodal", 0.4, facts=("bimodal in 4 of 10 settings",)),
+... ))
+>>> v.word
+'HOLDS IN PART'
+>>> print(v.text(width=60))  # doctest: +NORMALIZE_WHITESPACE
+HOLDS IN PART -- O1: Feature frequency is long-tailed
+  [holds] few features are dominant
+      12 of 112 features dominant
+  [holds in part, 40%] the histogram is bimodal
+      bimodal in 4 of 10 settings
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .internal import atomic_path, to_jsonable
+
+__all__ = [
+    "STATUSES",
+    "WORDS",
+    "Claim",
+    "CLAIMS",
+    "Part",
+    "Verdict",
+    "record",
+    "load_verdicts",
+    "VERDICTS_ENV",
+]
+
+#: A part's judgement.
+STATUSES = ("holds", "holds in part", "does not hold", "not tested")
+#: A verdict's word, derived from its parts.
+WORDS = ("HOLDS", "HOLDS IN PART", "DOES NOT HOLD", "NOT TESTED")
+#: Environment variable naming the folder where :func:`record` saves verdicts (set by the book build).
+VERDICTS_ENV = "IFT_VERDICTS"
+
+_PROVENANCE = ("paper", "third party", "ours")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper: a row of the reproduction scorecard.
+
+    Parameters
+    ----------
+    key : str
+        Short identifier (``"O1"``, ``"gde_real"``), used by chapters and the scorecard.
+    title : str
+        The claim in a few words.
+    paper_says : str
+        What the paper claims, quoted where ``quoted`` is true, else our summary of it.
+    quoted : bool
+        Whether ``paper_says`` is the paper's own words.
+    definition : str
+        How this project makes the claim testable.
+    provenance : {"paper", "third party", "ours"}
+        Whose definition that is: the paper's, a third-party reimplementation's, or ours.
+    chapter : str
+        The chapter (notebook name) that checks it.
+    """
+
+    key: str
+    title: str
+    paper_says: str
+    quoted: bool
+    definition: str
+    provenance: str
+    chapter: str
+
+    def __post_init__(self) -> None:
+        if self.provenance not in _PROVENANCE:
+            raise ValueError(f"provenance must be one of {_PROVENANCE}, got {self.provenance!r}")
+
+
+#: The paper's claims that the book checks, in the order of the scorecard.
+CLAIMS: dict[str, Claim] = {c.key: c for c in (
+    Claim("seeds", "Seeds differ only in their predictions",
+          "Models trained from different random seeds reach nearly the same accuracy but disagree "
+          "on individual test points.", False,
+          "Test accuracies of the M seeds lie within a stated spread, and their mean pairwise "
+          "disagreement is above zero.", "ours", "01_overview"),
+    Claim("training", "Models are trained to (near) zero training error",
+          "The GDE regime: models trained to (near) zero training error.", False,
+          "Every seed reaches the profile's target training accuracy.", "ours", "02_training"),
+    Claim("tensor", "The interaction tensor",
+          "Features are found by clustering the principal components of the models' penultimate "
+          "activations across models (Algorithm 1, 'Cluster Features'); the tensor records which "
+          "model has which feature in which data point.", False,
+          "Algorithm 1 as stated in the Definitions page; the clustering merges components "
+          "across seeds (T < M K) and leaves some features to few seeds.", "paper", "03_tensor"),
+    Claim("O1", "Feature frequency is long-tailed",
+          "Observation 1: the number of data points in which a feature occurs is long-tailed; "
+          "a few dominant features occur in many points, most features are rare.", False,
+          "Frequency = points in which a feature occurs for any seed; the dominant/rare split and "
+          "the long-tail statistic are stated in the chapter.", "ours", "04_long_tail"),
+    Claim("O2", "Confident points carry fewer features",
+          "Observation 2: data points on which the ensemble is confident carry fewer features.", False,
+          "Spearman's rho between the ensemble's mean true-class probability and the number of "
+          "features per point, with a bootstrap interval.", "ours", "05_confidence"),
+    Claim("O3", "Seeds learn different features",
+          "Observation 3: dominant features are learned by most models, rare features by few; "
+          "each model learns a different subset.", False,
+          "Spearman's rho between a feature's frequency and the number of models having it.",
+          "ours", "06_seeds_overlap"),
+    Claim("O4", "Shared features, shared predictions",
+          "Observation 4: two models that share more features agree more on their predictions.", False,
+          "Correlation over model pairs between feature overlap and prediction agreement, with a "
+          "jackknife interval and a Mantel test.", "ours", "06_seeds_overlap"),
+    Claim("sensitivity", "The observations do not hinge on the thresholds",
+          "The reviewers asked how sensitive the findings are to gamma_corr and gamma_data.", False,
+          "Each observation's verdict over grids of the thresholds, the presence rule and K.",
+          "ours", "07_sensitivity"),
+    Claim("closed_forms", "Closed forms for accuracy and agreement",
+          "The framework gives closed forms for the expected accuracy and agreement of two models.",
+          False, "Our closed forms (Definitions) agree with a Monte Carlo simulation of the same "
+          "generative story within its standard error.", "ours", "08_framework"),
+    Claim("figure4", "Figure 4: coupling recovers GDE",
+          "Changing t_r and n_r alone deviates from GDE, but if they are coupled with dominant "
+          "features, we can recover GDE (approximately).", True,
+          "Single-parameter and coupled sweeps over a grid of base settings; 'deviates' and "
+          "'near GDE' are stated as numbers in the chapter.", "ours", "09_gde_explained"),
+    Claim("gde_explained", "The framework exhibits GDE",
+          "The model exhibits GDE without assuming calibration.", False,
+          "|E[dis] - E[err]| below a stated tolerance over a stated region of parameters.",
+          "ours", "09_gde_explained"),
+    Claim("gde_breaking_sim", "Distributions that break GDE (simulation)",
+          "Explicit data distributions break GDE.", False,
+          "Settings of the framework at a given accuracy where disagreement departs from error "
+          "beyond the CACE bound's slack.", "ours", "10_breaking_gde_simulation"),
+    Claim("gde_breaking_real", "Distributions that break GDE (real images)",
+          "The framework's mechanism (rare features learned by about half of the seeds) breaks GDE "
+          "with disagreement above error.", False,
+          "Rare sub-populations added to real training data; disagreement minus error on them, "
+          "with intervals over seeds and points.", "ours", "11_breaking_gde_real"),
+    Claim("gde_label_free", "GDE as a label-free estimate of test error",
+          "Expected disagreement of two seeds equals expected test error (Jiang et al. 2022), so "
+          "test error can be estimated from unlabeled data.", False,
+          "Disagreement against error in distribution and under shift, with intervals, and the "
+          "CACE bound.", "third party", "12_label_free_estimation"),
+    Claim("own_models", "The analysis on your own models",
+          "(Not a claim of the paper: the tensor's observations on an ensemble brought by the reader.)",
+          False, "O1 and O3 on ensembles built outside the package's training code.", "ours",
+          "13_your_own_models"),
+)}
+
+
+def _check_text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_facts(facts: Any, name: str = "facts") -> tuple[str, ...]:
+    if isinstance(facts, str):
+        return (facts,)
+    try:
+        out = tuple(facts)
+    except TypeError:
+        raise ValueError(f"{name} must be a string or a sequence of strings, got {facts!r}") from None
+    for f in out:
+        if not isinstance(f, str):
+            raise ValueError(f"{name} must hold strings, got {f!r} ({type(f).__name__})")
+    return out
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a claim, judged on its own.
+
+    Parameters
+    ----------
+    claim : str
+        What this part of the paper's claim says, in a line.
+    status : {"holds", "holds in part", "does not hold", "not tested"}
+        The judgement.
+    facts : sequence of str
+        The numbers behind it, one fact per string (each rendered on its own line).
+    share : float or None
+        For ``"holds in part"``: the share (in (0, 1)) of settings or cells where the part holds.
+        May be given with the other statuses too (1 with ``"holds"``, 0 with ``"does not hold"``).
+    statistics : mapping
+        Numbers to keep in the saved verdict (e.g. ``{"rho": 0.41, "low": 0.2, "high": 0.6}``).
+    """
+
+    claim: str
+    status: str
+    facts: tuple[str, ...] = ()
+    share: float | None = None
+    statistics: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_text(self.claim, "claim")
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        object.__setattr__(self, "facts", _check_facts(self.facts))
+        if self.share is not None:
+            if isinstance(self.share, bool) or not isinstance(self.share, (int, float)) \
+                    or not math.isfinite(self.share) or not 0 <= self.share <= 1:
+                raise ValueError(f"share must be a number in [0, 1] or None, got {self.share!r}")
+            object.__setattr__(self, "share", float(self.share))
+        expected = {"holds": (1.0,), "does not hold": (0.0,), "holds in part": None, "not tested": ()}
+        allowed = expected[self.status]
+        if self.status == "holds in part":
+            if self.share is None or not 0 < self.share < 1:
+                raise ValueError(f"status 'holds in part' needs a share strictly between 0 and 1, "
+                                 f"got {self.share!r}; use 'holds' or 'does not hold' at the ends")
+        elif self.share is not None and self.share not in allowed:
+            raise ValueError(f"status {self.status!r} contradicts share {self.share!r}: "
+                             f"use Part.from_share to derive the status from the share")
+        if not isinstance(self.statistics, Mapping):
+            raise ValueError(f"statistics must be a mapping, got {type(self.statistics).__name__}")
+
+    @classmethod
+    def from_share(cls, claim: str, share: float, *, facts: Sequence[str] | str = (),
+                   statistics: Mapping[str, Any] | None = None) -> "Part":
+        """The status that ``share`` (the fraction of settings where the part holds) implies.
+
+        Examples
+        --------
+        >>> [Part.from_share("x", s).status for s in (1.0, 0.25, 0.0)]
+        ['holds', 'holds in part', 'does not hold']
+        """
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) \
+                or not 0 <= share <= 1:
+            raise ValueError(f"share must be a number in [0, 1], got {share!r}")
+        status = "holds" if share == 1 else "does not hold" if share == 0 else "holds in part"
+        return cls(claim, status, facts=facts, share=float(share), statistics=dict(statistics or {}))
+
+    @classmethod
+    def from_bool(cls, claim: str, holds: bool, *, facts: Sequence[str] | str = (),
+                  statistics: Mapping[str, Any] | None = None) -> "Part":
+        """``"holds"`` or ``"does not hold"`` from one test's outcome.
+
+        Examples
+        --------
+        >>> Part.from_bool("rho < 0", False).status
+        'does not hold'
+        """
+        if not isinstance(holds, (bool, np.bool_)):
+            raise ValueError(f"holds must be a boolean, got {holds!r} ({type(holds).__name__})")
+        return cls(claim, "holds" if bool(holds) else "does not hold", facts=facts,
+                   statistics=dict(statistics or {}))
+
+    @property
+    def label(self) -> str:
+        """The status as printed: ``holds in part, 40%`` carries its share."""
+        if self.status == "holds in part":
+            return f"holds in part, {self.share:.0%}"
+        return self.status
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A claim of :data:`CLAIMS` checked part by part on the data at hand.
+
+    Parameters
+    ----------
+    key : str
+        The claim's key in :data:`CLAIMS`.
+    parts : sequence of Part
+        At least one.
+    facts : sequence of str
+        Facts about the whole check (the setting it ran on: M, N, K, thresholds), one per line.
+    setting : mapping
+        The same setting as numbers, kept in the saved verdict.
+    """
+
+    key: str
+    parts: tuple[Part, ...]
+    facts: tuple[str, ...] = ()
+    setting: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.key not in CLAIMS:
+            raise ValueError(f"unknown claim {self.key!r}; known claims: {list(CLAIMS)}")
+        parts = tuple(self.parts) if not isinstance(self.parts, Part) else (self.parts,)
+        if not parts or not all(isinstance(p, Part) for p in parts):
+            raise ValueError(f"parts must be a non-empty sequence of Part, got {self.parts!r}")
+        object.__setattr__(self, "parts", parts)
+        object.__setattr__(self, "facts", _check_facts(self.facts))
+        if not isinstance(self.setting, Mapping):
+            raise ValueError(f"setting must be a mapping, got {type(self.setting).__name__}")
+
+    @property
+    def claim(self) -> Claim:
+        """The claim this verdict checks."""
+        return CLAIMS[self.key]
+
+    @property
+    def word(self) -> str:
+        """HOLDS, HOLDS IN PART, DOES NOT HOLD, or NOT TESTED (no part was testable)."""
+        tested = [p for p in self.parts if p.status != "not tested"]
+        if not tested:
+            return "NOT TESTED"
+        if all(p.status == "holds" for p in tested):
+            return "HOLDS"
+        if all(p.status == "does not hold" for p in tested):
+            return "DOES NOT HOLD"
+        return "HOLDS IN PART"
+
+    # ------------------------------------------------------------------ rendering
+    def lines(self) -> list[tuple[int, str]]:
+        """(indent level, text) for the heading, each part and each fact."""
+        out = [(0, f"{self.word} -- {self.key}: {self.claim.title}")]
+        for p in self.parts:
+            out.append((1, f"[{p.label}] {p.claim}"))
+            out.extend((2, f) for f in p.facts)
+        out.extend((1, f) for f in self.facts)
+        return out
+
+    def text(self, width: int = 88) -> str:
+        """Plain text, wrapped at ``width``: the word, one part per line, one fact per line."""
+        rows = []
+        for level, line in self.lines():
+            indent = "  " * level + ("  " if level == 2 else "")
+            rows.append(textwrap.fill(line, width=width, initial_indent=indent,
+                                      subsequent_indent=indent + "  ", break_on_hyphens=False))
+        return "\n".join(rows)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        kind = {"HOLDS": "tip", "HOLDS IN PART": "warning", "DOES NOT HOLD": "danger",
+                "NOT TESTED": "note"}[self.word]
+        esc = html.escape
+        parts = []
+        for p in self.parts:
+            facts = "".join(f"<li>{esc(f)}</li>" for f in p.facts)
+            parts.append(f'<li><strong class="ift-status">{esc(p.label)}</strong>: {esc(p.claim)}'
+                         + (f"<ul>{facts}</ul>" if facts else "") + "</li>")
+        general = "".join(f"<li>{esc(f)}</li>" for f in self.facts)
+        return (f'<div class="admonition {kind} ift-verdict" data-claim="{esc(self.key)}" '
+                f'data-word="{esc(self.word)}">'
+                f'<p class="admonition-title">{esc(self.word)}: {esc(self.claim.title)}</p>'
+                f"<ul>{''.join(parts)}</ul>"
+                + (f'<ul class="ift-setting">{general}</ul>' if general else "")
+                + "</div>")
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values: key, word, parts, facts, setting."""
+        return {"key": self.key, "word": self.word, "chapter": self.claim.chapter,
+                "parts": [{"claim": p.claim, "status": p.status, "share": p.share, "facts": list(p.facts),
+                           "statistics": to_jsonable(dict(p.statistics))} for p in self.parts],
+                "facts": list(self.facts), "setting": to_jsonable(dict(self.setting))}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Verdict":
+        """Rebuild a verdict saved by :meth:`to_dict`; the word is re-derived and checked."""
+        try:
+            v = cls(d["key"], tuple(Part(p["claim"], p["status"], facts=tuple(p["facts"]), share=p["share"],
+                                         statistics=p.get("statistics", {})) for p in d["parts"]),
+                    facts=tuple(d.get("facts", ())), setting=d.get("setting", {}))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a saved verdict: missing or malformed field ({exc})") from None
+        if "word" in d and d["word"] != v.word:
+            raise ValueError(f"saved verdict {d['key']!r} says {d['word']!r} but its parts give {v.word!r}")
+        return v
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``<directory>/<chapter>.<key>.json`` atomically; returns the path."""
+        path = Path(directory) / f"{self.claim.chapter}.{self.key}.json"
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
+        return path
+
+
+def record(verdict: Verdict, *, directory: str | os.PathLike | None = None, show: bool = True) -> Verdict:
+    """Show ``verdict`` (a box in a notebook, wrapped text elsewhere) and save it for the scorecard.
+
+    The folder is ``directory``, else ``$IFT_VERDICTS``; with neither, nothing is saved.
+    Returns the verdict, so a chapter can end with ``claims.record(Verdict(...))``.
+    """
+    if not isinstance(verdict, Verdict):
+        raise ValueError(f"verdict must be a Verdict, got {type(verdict).__name__}")
+    target = directory if directory is not None else os.environ.get(VERDICTS_ENV) or None
+    if target is not None:
+        verdict.save(target)
+    if show:
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:  # pragma: no cover - IPython ships with the book's environment
+            get_ipython = None
+        if get_ipython is not None and get_ipython() is not None:
+            display(verdict)
+        else:
+            print(verdict.text())
+    return verdict
+
+
+def load_verdicts(directory: str | os.PathLike) -> dict[str, Verdict]:
+    """Every verdict saved under ``directory``, by claim key.
+
+    Raises ``ValueError`` when two files carry the same claim (a chapter ran twice under two
+    names), or a file is not a saved verdict.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise ValueError(f"no verdicts folder at {folder}: build the chapters first")
+    out: dict[str, Verdict] = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            v = Verdict.from_dict(json.loads(path.read_text()))
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        if v.key in out:
+            raise ValueError(f"two saved verdicts for claim {v.key!r} in {folder}")
+        out[v.key] = v
+    return out
