@@ -181,6 +181,9 @@ def test_limits_and_special_cases():
     assert np.ptp(lit["gap"]) == 0
     ind = rd.expected_metrics(reading="independent", **{**kw, "t_d": 10 ** 7, "t_r": 10 ** 7})
     assert _scalar(ind) == pytest.approx(_scalar(rd.expected_metrics(reading="literal", **kw)), rel=1e-5)
+    # seeds that (almost) never err: the relative gap is not rounding noise over rounding noise
+    tiny = rd.expected_metrics(reading="exposure", weighting="mixture", **{**kw, "t_d": 5, "t_r": 20}, n_train=500)
+    assert 0 < float(tiny["error"]) < 1e-9 and float(tiny["rel_gap"]) == 0.0
     # fixed capacity with many features is the literal reading at p = c / t
     fc = rd.expected_metrics(reading="fixed_capacity", **{**kw, "t_d": 10 ** 6, "t_r": 10 ** 6})
     assert _scalar(fc) == pytest.approx(_scalar(rd.expected_metrics(reading="literal", **kw)), rel=1e-5)
@@ -294,6 +297,9 @@ def test_caption_sweeps_follow_each_coupling_rule():
         assert list(t["t_d"]) == expect_td[coupling]
         assert list(n["n_d"]) == [min(v, 12) for v in expect_nd[coupling]]  # n_d <= t_d
         assert (df["n_d"] <= df["t_d"]).all() and (df["n_r"] <= df["t_r"]).all()
+        for _, row in df.iloc[::5].iterrows():  # each row's metrics are its parameters' closed form
+            ref = rd.expected_metrics(reading="literal", **{k: row[k] for k in ("t_d", "t_r", "n_d", "n_r")})
+            assert row["rel_gap"] == pytest.approx(float(ref["rel_gap"]), rel=1e-12)
 
 
 def test_statement_details_against_a_loop_over_bases_and_sweeps():
@@ -402,3 +408,18 @@ def test_caption_figure_draws_every_reading():
     plt.close(fig)
     with pytest.raises(ValueError, match="reading column"):
         plot_caption_test(df.drop(columns="reading"))
+
+
+def test_shared_capacity_window_drops_no_visible_mass(monkeypatch):
+    """The DFT window cut by Bernstein's bound (tail < 1e-17) gives the same numbers as a window
+    that keeps 1e-300 of the tail, over settings where the cut is large."""
+    rng = np.random.default_rng(12)
+    S = 30
+    t_r = rng.integers(50, 2000, S)
+    p = dict(t_d=rng.integers(5, 60, S), t_r=t_r, n_d=rng.integers(1, 4, S), n_r=rng.integers(1, 12, S),
+             alpha_d=rng.uniform(0.3, 0.9, S), n_train=rng.integers(500, 5000, S), capacity=rng.integers(0, 3000, S))
+    cut = rd.expected_metrics(reading="shared_capacity", **p)
+    monkeypatch.setattr(rd, "_TAIL", 1e-300)
+    wide = rd.expected_metrics(reading="shared_capacity", **p)
+    assert np.allclose(cut["miss"], wide["miss"], rtol=1e-10, atol=1e-12)  # both: FFT rounding, ~1e-12
+    assert np.allclose(cut["both"], wide["both"], rtol=1e-10, atol=1e-12)
