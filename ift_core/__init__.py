@@ -35,6 +35,7 @@ __all__ = [
     "tensor",
     "observations",
     "theory",
+    "readings",
     "gde",
     "plots",
     "claims",

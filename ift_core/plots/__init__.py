@@ -1,7 +1,7 @@
 """Seaborn figures, one function per figure, grouped by the module whose output they draw.
 
 ``ift_core.plots.train`` (images and training curves), ``.tensor`` (interaction tensor and
-observations O1-O4), ``.theory`` (the framework), ``.gde`` (error, disagreement, calibration,
+observations O1-O4), ``.theory`` (the framework), ``.readings`` (its readings side by side), ``.gde`` (error, disagreement, calibration,
 estimators) and ``.experiments`` (breaking GDE on real images). Every figure function is also
 reachable as ``ift_core.plots.<name>``; submodules load on first use, so matplotlib is imported
 only when a figure is drawn.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("train", "tensor", "theory", "gde", "experiments")
+_SUBMODULES = ("train", "tensor", "theory", "readings", "gde", "experiments")
 
 __all__ = list(_SUBMODULES)
 
