@@ -10,9 +10,17 @@ Reports, in one run:
    - the whole pipeline on a small case (measured) and on the full case (the loop
      reference's correlation and presence stages extrapolated from the small case by their
      operation counts; stated as such in the output);
-3. a scaling table over M in {10, 20, 50, 100} x N in {10k, 50k} (D=512, K=50) on synthetic
+3. PCA accuracy on every kept component (issue 14): scores against a float64 numpy SVD on
+   planted data whose K components reach into the noise (variance ratios up to ~1e4), for the
+   float64 PCA of principal_components and, as the before picture, a float32 Gram matrix with
+   a float32 eigensolver (the previous implementation); and the PCA's time against the SVD's;
+4. a scaling table over M in {10, 20, 50, 100} x N in {10k, 50k} (D=512, K=50) on synthetic
    activations generated model by model inside a lazy sequence; the generation time is
    measured and subtracted.
+
+Wall time and CPU time (process_time, all threads) are both printed: the PCA runs whole models
+on up to min(cores, 4) threads (BLAS at one thread each), so on a machine that other jobs also
+use the CPU time is the number that does not depend on them.
 
 Synthetic activations: a shared low-rank signal (the same 64 latent directions for all
 models, each model mixing them with its own random map), ReLU, and noise. Timing does not
@@ -35,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from ift_core.tensor import _n_workers  # noqa: E402
 from ift_core.tensor import (  # noqa: E402
     build_interaction_tensor,
     cluster_components,
@@ -42,6 +51,7 @@ from ift_core.tensor import (  # noqa: E402
     component_presence,
     correlation_threshold,
     principal_components,
+    split_frequencies,
 )
 
 
@@ -100,6 +110,41 @@ def _reference_pipeline(scores, gamma_quantile=0.99, presence_quantile=0.9):
     return {"correlation": t1 - t0, "cluster": t2 - t1, "presence": t3 - t2, "T": int(assign.max()) + 1}
 
 
+def _float32_gram_pca(a: np.ndarray, k: int) -> np.ndarray:
+    """The previous PCA: float32 centring, Gram matrix, eigensolver and projection."""
+    import scipy.linalg
+
+    x = a - a.mean(axis=0, dtype=np.float64).astype(np.float32)
+    d = x.shape[1]
+    _, v = scipy.linalg.eigh(x.T @ x, subset_by_index=[d - k, d - 1], driver="evx", check_finite=False)
+    return x @ np.ascontiguousarray(v[:, ::-1])
+
+
+def _pca_accuracy() -> None:
+    """Largest error of any kept component's scores, relative to that column's largest |value|."""
+    from test_tensor import planted
+
+    print("\n== PCA accuracy against float64 numpy.linalg.svd (max over components of max |error| / max |score|)")
+    print(f"{'N':>6} {'D':>5} {'K':>4} {'float64 PCA':>12} {'float32 Gram':>13} {'PCA s':>7} {'SVD s':>7}")
+    for n, d, k in [(2000, 32, 20), (10_000, 64, 50), (10_000, 512, 50)]:
+        acts, _, _ = planted(0, n_models=2, n_points=n, width=d, n_pool=12, n_shared=6, n_distract=2, noise=0.05)
+        a = acts[1] + np.float32(3.0)
+        t0 = time.perf_counter()
+        x = a.astype(np.float64) - a.mean(axis=0, dtype=np.float64)
+        u, sv, _ = np.linalg.svd(x, full_matrices=False)
+        ref = u[:, :k] * sv[:k]
+        svd_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ours = principal_components([a], n_components=k, progress=False).scores[0].astype(np.float64)
+        pca_s = time.perf_counter() - t0
+        old = _float32_gram_pca(a, k).astype(np.float64)
+        errs = []
+        for got in (ours, old):
+            got = got * np.sign((got * ref).sum(axis=0))
+            errs.append((np.abs(got - ref).max(axis=0) / np.abs(ref).max(axis=0)).max())
+        print(f"{n:>6} {d:>5} {k:>4} {errs[0]:>12.1e} {errs[1]:>13.1e} {pca_s:>7.3f} {svd_s:>7.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1,
@@ -119,20 +164,23 @@ def main() -> None:
         acts = np.stack([lazy[i] for i in range(m)])
         del lazy
         build_interaction_tensor(acts[:2, :2000], n_components=k, progress=False)  # warm-up
-        secs, stages = [], {}
+        secs, cpus, stages = [], [], {}
         for _ in range(3):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             it = build_interaction_tensor(acts, n_components=k, progress=False)
             secs.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
             if secs[-1] == min(secs):
                 stages = {s: round(v, 3) for s, v in it.timings.items()}
         _, _, peak = _timed_build(acts, n_components=k)
+        split_frequencies(it.feature_frequency())  # warm-up: the first mixture split imports scikit-learn (~1 s)
         t0 = time.perf_counter()
         it.feature_frequency(), it.features_per_point(per_model=True), it.overlap(), it.points_table()
         stats_sec = time.perf_counter() - t0
         print(f"\n== M={m} N={n} D={d} K={k}: T={it.n_features}, gamma_corr={it.corr_threshold:.3f}")
         print(f"build_interaction_tensor: best {min(secs):.2f} s, runs {[round(s, 2) for s in secs]} "
-              f"(input {acts.nbytes / 2**20:.0f} MiB float32)")
+              f"(input {acts.nbytes / 2**20:.0f} MiB float32); CPU time {[round(c, 2) for c in cpus]} s "
+              f"on {_n_workers(m)} PCA thread(s); load average now {os.getloadavg()[0]:.2f}")
         print(f"stages of the best run (s): {stages}")
         print(f"peak memory beyond the input (tracemalloc): {peak / 2**20:.0f} MiB; "
               f"statistics + tables afterwards: {stats_sec:.2f} s")
@@ -177,8 +225,11 @@ def main() -> None:
               f"the small case; clustering measured; same PCA {stages['pca']:.2f} s): ~{ref_full:.0f} s against "
               f"{min(secs):.2f} s measured, ratio ~{ref_full / min(secs):.0f}x")
 
-        # ---------------------------------------------------------------- 3. scaling table
+        # ---------------------------------------------------------------- 3. PCA accuracy
         del acts, pc, corr
+        _pca_accuracy()
+
+        # ---------------------------------------------------------------- 4. scaling table
         ms_grid = (10, 20, 50) if args.quick else (10, 20, 50, 100)
         ns_grid = (10_000,) if args.quick else (10_000, 50_000)
         print(f"\n== scaling (D={d}, K={k}; generation time subtracted; peak includes the model being generated"

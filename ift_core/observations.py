@@ -4,8 +4,8 @@ Each ``o*`` function returns an :class:`Observation`: tidy tables, the number th
 claim (with a confidence interval where it is a correlation) and whether the claim holds on
 these data. The claims, as book/definitions.md §2 states them:
 
-- **O1** feature frequency is long-tailed: few dominant features occur in many points, most
-  features are rare.
+- **O1** feature frequency is long-tailed: few features occur in many points, most in few
+  (decided by a robust skewness that needs no dominant/rare split; the split is reported).
 - **O2** points on which the ensemble is confident carry fewer features (Spearman rho < 0).
 - **O3** dominant features are learned by more models than rare ones; models learn
   different subsets.
@@ -38,8 +38,11 @@ from .internal import as_float_array, as_int_array, pairwise_rate
 from .tensor import (
     InteractionTensor,
     ModelComponents,
-    SPLIT_METHODS,
     _assemble,
+    _check_bool,
+    _check_build_options,
+    _check_count,
+    _split_rule,
     component_correlations,
     principal_components,
     split_frequencies,
@@ -193,16 +196,58 @@ def _skew(x: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- O1
-def o1_long_tail(tensor: InteractionTensor, *, split_threshold: float | None = None,
-                 split_method: str = "gap") -> Observation:
-    """O1: feature frequency is long-tailed; dominant features are few.
+def _bootstrap_skew_ci(f: np.ndarray, *, n_bootstrap: int, level: float, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap CI (over features) of the skewness of ``f``; resamples without spread drop out."""
+    rng = np.random.default_rng(seed)
+    vals = []
+    for start in range(0, n_bootstrap, 250):  # blocks keep memory at 250 x T
+        sample = f[rng.integers(0, f.size, size=(min(250, n_bootstrap - start), f.size))]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vals.append(np.where(np.ptp(sample, axis=1) > 0, sps.skew(sample, axis=1), np.nan))
+    v = np.concatenate(vals)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2
+    return float(np.quantile(v, tail)), float(np.quantile(v, 1 - tail))
 
-    ``statistic`` is the fraction of features that are dominant (by
-    :meth:`InteractionTensor.dominant_split`). The claim holds when some but fewer than half
-    of the features are dominant and the frequency distribution is right-skewed (skewness
-    > 0). ``stats`` adds the split threshold, the share of all feature occurrences carried
-    by the dominant features, the skewness of frequency and of log frequency, and the Gini
-    coefficient of frequency.
+
+def o1_long_tail(tensor: InteractionTensor, *, split_threshold: float | None = None,
+                 split_rule: str | None = None, split_method: str | None = None, min_group: int | None = None,
+                 n_bootstrap: int = 2000, confidence_level: float = 0.95, seed: int = 0) -> Observation:
+    """O1: feature frequency is long-tailed: few features occur in many points, most in few.
+
+    **What decides.** ``statistic`` is the skewness of feature frequency (Fisher-Pearson, as
+    ``scipy.stats.skew``) and ``ci`` its percentile bootstrap interval over features
+    (``n_bootstrap`` resamples, seeded). The claim holds when the interval lies above 0: a long
+    right tail. It needs no dominant/rare split, so no split rule can decide it (the
+    largest-gap rule once split off one outlier and called 111 of 112 features dominant). And
+    one outlying feature cannot decide it either: each feature is missing from about 37 % of the
+    resamples, so the lower end of the interval is set by resamples without it (up to three
+    outliers high above the rest cannot lift it above 0), while a low outlier is bounded
+    (frequencies are >= 0, so in a right-skewed set it cannot lie far below the mean).
+
+    The dominant/rare split (:func:`~ift_core.tensor.split_frequencies`, default rule
+    ``"mixture"``: two Gaussian modes of log frequency by BIC, each of at least ``min_group``
+    features) is reported beside it, not used for the verdict: ``stats["n_modes"]`` says
+    whether log frequency has a second mode at all, ``n_dominant`` / ``frac_dominant`` /
+    ``dominant_share_of_occurrences`` describe the split. ``stats`` adds the share of all
+    occurrences held by the top 10 % of features, the Gini coefficient and the skewness of log
+    frequency.
+
+    Parameters
+    ----------
+    tensor : InteractionTensor
+    split_threshold : float, optional
+        A fixed dominant/rare threshold in points (overrides the rule).
+    split_rule : {"mixture", "largest_gap", "otsu"}, default "mixture"
+    split_method : str, optional
+        Older name of ``split_rule`` (``"gap"`` = ``"largest_gap"``).
+    min_group : int, optional
+        Smallest group the mixture rule accepts (see ``split_frequencies``).
+    n_bootstrap : int, default 2000
+    confidence_level : float, default 0.95
+    seed : int, default 0
 
     Examples
     --------
@@ -210,33 +255,48 @@ def o1_long_tail(tensor: InteractionTensor, *, split_threshold: float | None = N
     >>> from ift_core.tensor import build_interaction_tensor
     >>> it = build_interaction_tensor(np.random.default_rng(0).standard_normal((3, 200, 8)),
     ...                               n_components=4, corr_threshold=0.3, progress=False)
-    >>> sorted(o1_long_tail(it).stats)[:3]
-    ['dominant_share_of_occurrences', 'frac_dominant', 'gini']
+    >>> o = o1_long_tail(it, n_bootstrap=200)
+    >>> o.stats["decided_by"], o.ci[0] < o.ci[1]
+    ('skew_frequency', True)
     """
     it = _check_tensor(tensor)
-    table = it.features_table(threshold=split_threshold, method=split_method)
-    _, thr = split_frequencies(table["frequency"].to_numpy(), threshold=split_threshold, method=split_method)
-    freq = table["frequency"].to_numpy().astype(np.float64)
-    dom = table["dominant"].to_numpy()
-    frac = float(dom.mean()) if dom.size else float("nan")
+    rule = _split_rule(split_rule, split_method, name="split_rule")
+    level = _check_confidence_level(confidence_level)
+    n_boot = _check_count(n_bootstrap, "n_bootstrap")
+    seed = _check_count(seed, "seed", minimum=0)
+    freq = it.feature_frequency().astype(np.float64)
+    dom, thr, info = split_frequencies(freq, threshold=split_threshold, rule=rule, min_group=min_group,
+                                       return_info=True)
+    table = it.features_table(threshold=thr)  # the same split, without fitting it again
+    n = freq.size
     total = freq.sum()
     srt = np.sort(freq)
-    n = srt.size
     gini = float((2 * np.arange(1, n + 1) - n - 1) @ srt / (n * total)) if total > 0 else float("nan")
     skew = _skew(freq)
+    ci = _bootstrap_skew_ci(freq, n_bootstrap=n_boot, level=level, seed=seed) if n > 2 else (np.nan, np.nan)
+    top = max(1, int(np.ceil(0.1 * n))) if n else 0
     stats = {
+        "decided_by": "skew_frequency",
         "n_features": int(n),
+        "skew_frequency": skew,
+        "skew_frequency_low": ci[0],
+        "skew_frequency_high": ci[1],
+        "skew_log_frequency": _skew(np.log10(freq[freq > 0])),
+        "top10_share_of_occurrences": float(srt[n - top:].sum() / total) if total > 0 else float("nan"),
+        "gini": gini,
+        "split_rule": rule if split_threshold is None else "threshold",
+        "n_modes": info["n_modes"],
+        "bic_one": info["bic_one"],
+        "bic_two": info["bic_two"],
+        "split_reason": info["reason"],
         "n_dominant": int(dom.sum()),
-        "frac_dominant": frac,
+        "frac_dominant": float(dom.mean()) if n else float("nan"),
         "split_threshold": float(thr),
         "dominant_share_of_occurrences": float(freq[dom].sum() / total) if total > 0 else float("nan"),
-        "skew_frequency": skew,
-        "skew_log_frequency": _skew(np.log10(freq[freq > 0])),
-        "gini": gini,
     }
-    holds = bool(0 < frac < 0.5 and skew > 0)
-    return Observation("O1", "feature frequency is long-tailed: few dominant, many rare features",
-                       frac, (float("nan"), float("nan")), holds, table, stats)
+    holds = bool(np.isfinite(ci[0]) and ci[0] > 0)
+    return Observation("O1", "feature frequency is long-tailed: few features occur in many points, most in few "
+                       "(skewness > 0)", skew, ci, holds, table, stats)
 
 
 # --------------------------------------------------------------------------- O2
@@ -299,13 +359,17 @@ def o2_features_vs_confidence(tensor: InteractionTensor, probs: Any, labels: Any
 
 # --------------------------------------------------------------------------- O3
 def o3_feature_sharing(tensor: InteractionTensor, *, split_threshold: float | None = None,
-                       split_method: str = "gap", confidence_level: float = 0.95) -> Observation:
+                       split_rule: str | None = None, split_method: str | None = None,
+                       confidence_level: float = 0.95) -> Observation:
     """O3: dominant features are learned by most models, rare ones by few; models differ.
 
     ``statistic`` is Spearman's rho between a feature's frequency and the number of models
     that have it (Fisher-z CI over features). The claim holds when the CI lies above 0, the
-    dominant features have more models on average than the rare ones, and the models' feature
-    sets differ (mean pairwise Jaccard overlap below 1).
+    dominant features have more models on average than the rare ones (checked only when the
+    split finds both groups: the mixture rule may find no second mode, and the correlation
+    then carries the claim alone), and the models' feature sets differ (mean pairwise Jaccard
+    overlap below 1). ``split_rule`` / ``split_method`` / ``split_threshold`` as in
+    :func:`o1_long_tail`.
 
     Note that with the default presence rule (each column scaled to its own maximum) every
     component occurs in about the same share of points, so a feature's frequency grows with
@@ -325,11 +389,13 @@ def o3_feature_sharing(tensor: InteractionTensor, *, split_threshold: float | No
     3
     """
     it = _check_tensor(tensor)
-    table = it.features_table(threshold=split_threshold, method=split_method)
+    rule = _split_rule(split_rule, split_method, name="split_rule")
+    level = _check_confidence_level(confidence_level)
+    table = it.features_table(threshold=split_threshold, rule=rule)
     dom = table["dominant"].to_numpy()
     nmod = table["n_models"].to_numpy()
     r = spearman_ci(table["frequency"].to_numpy().astype(np.float64), nmod.astype(np.float64),
-                    confidence_level=confidence_level)
+                    confidence_level=level)
     mf = it.model_feature_matrix()
     models = pd.DataFrame({"model": np.arange(it.n_models), "n_features": mf.sum(axis=1),
                            "n_dominant": mf[:, dom].sum(axis=1), "n_rare": mf[:, ~dom].sum(axis=1),
@@ -344,8 +410,11 @@ def o3_feature_sharing(tensor: InteractionTensor, *, split_threshold: float | No
              "mean_models_dominant": mean_dom, "mean_models_rare": mean_rare,
              "frac_features_all_models": float((nmod == it.n_models).mean()),
              "frac_features_one_model": float((nmod == 1).mean()),
-             "mean_jaccard": mean_j, "min_jaccard": float(ov[i, j].min()) if i.size else float("nan")}
-    holds = bool(np.isfinite(r["low"]) and r["low"] > 0 and mean_dom > mean_rare and mean_j < 1)
+             "mean_jaccard": mean_j, "min_jaccard": float(ov[i, j].min()) if i.size else float("nan"),
+             "split_rule": rule if split_threshold is None else "threshold",
+             "split_has_both_groups": bool(dom.any() and (~dom).any())}
+    groups_ok = mean_dom > mean_rare if stats["split_has_both_groups"] else True
+    holds = bool(np.isfinite(r["low"]) and r["low"] > 0 and groups_ok and mean_j < 1)
     return Observation("O3", "dominant features are learned by more models than rare ones; models differ",
                        r["rho"], (r["low"], r["high"]), holds, table, stats,
                        {"models": models, "overlap": overlap})
@@ -435,21 +504,31 @@ def o4_overlap_vs_agreement(tensor: InteractionTensor, preds: Any, *, confidence
 
 
 # --------------------------------------------------------------------------- sweeps
-def sweep_thresholds(activations: Any, *, n_components: int = 50,
+def _as_axis(value: Any, name: str, check: Any) -> list:
+    """A sweep axis from one value or a sequence of values (each checked)."""
+    vals = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if not vals:
+        raise ValueError(f"{name} is empty: give one value or a non-empty sequence")
+    return [check(v) for v in vals]
+
+
+def sweep_thresholds(activations: Any, *, n_components: int | str = 50,
                      corr_quantiles: Sequence[float] | None = (0.95, 0.98, 0.99, 0.995),
                      corr_thresholds: Sequence[float] | None = None,
                      presence_quantiles: Sequence[float] | None = (0.8, 0.9, 0.95),
                      presence_thresholds: Sequence[float] | None = None,
                      center: bool = True, presence: str = "signed", presence_scale: str = "column",
-                     within_model: bool = True, probs: Any = None, labels: Any = None, preds: Any = None,
-                     split_method: str = "gap", confidence_level: float = 0.95,
+                     within_model: bool = True, align_signs: bool | Sequence[bool] = True,
+                     split_rule: str | Sequence[str] | None = None, split_method: str | None = None,
+                     probs: Any = None, labels: Any = None, preds: Any = None,
+                     n_bootstrap: int = 2000, confidence_level: float = 0.95,
                      progress: bool = True) -> pd.DataFrame:
-    """How T and the O1-O4 statistics move with gamma_corr and gamma_data.
+    """How T and the O1-O4 statistics move with gamma_corr, gamma_data, sign alignment and split rule.
 
     The PCA and the correlation matrix are computed once; each gamma_corr is clustered once
-    and each gamma_data's presence computed once, so a grid costs little more than its
+    and each (gamma_data, signs) presence computed once, so a grid costs little more than its
     largest single step. Every sweep point equals :func:`~ift_core.tensor.build_interaction_tensor`
-    with the same options, bit for bit.
+    with the same options, and its O1-O4 numbers the ``o*`` functions on it, bit for bit.
 
     Parameters
     ----------
@@ -460,44 +539,76 @@ def sweep_thresholds(activations: Any, *, n_components: int = 50,
         gamma_corr values as cross-model quantiles and/or absolute values (at least one).
     presence_quantiles, presence_thresholds : sequences of float, optional
         gamma_data values as per-model quantiles and/or absolute values (at least one).
+    align_signs : bool or sequence of bool, default True
+        Sign alignment of the members of a feature (see ``build_interaction_tensor``); a
+        sequence such as ``(True, False)`` adds an axis to the grid.
+    split_rule : str or sequence of str, optional (default "mixture")
+        Dominant/rare split for O1 and O3 (see ``split_frequencies``); a sequence adds an axis
+        (the tensor is built once for all rules). ``split_method`` is its older name.
     probs, labels : arrays (M, N, C) and (N,), optional
         Needed for O2 (columns ``o2_*`` are NaN without them).
     preds : array (M, N), optional
         Needed for O4 (no permutation test in a sweep; the jackknife CI is kept).
-    presence, presence_scale, center, within_model, split_method, confidence_level
+    presence, presence_scale, center, within_model, n_bootstrap, confidence_level
         As in :func:`~ift_core.tensor.build_interaction_tensor` and the ``o*`` functions.
 
     Returns
     -------
     pandas.DataFrame
-        One row per (gamma_corr, gamma_data) point: the setting (``corr_rule``,
-        ``corr_value``, ``gamma_corr``, ``presence_rule``, ``presence_value``,
-        ``gamma_data`` = mean over models), ``T``, ``frac_singletons``, ``presence_rate`` and
-        the O1-O4 statistics, CIs and verdicts (``o1_frac_dominant`` ... ``o4_holds``).
+        One row per (gamma_corr, gamma_data, align_signs, split_rule) point: the setting
+        (``corr_rule``, ``corr_value``, ``gamma_corr``, ``presence_rule``, ``presence_value``,
+        ``gamma_data`` = mean over models, ``align_signs``, ``split_rule``), ``T``,
+        ``frac_singletons``, ``presence_rate``, ``n_flipped`` and the O1-O4 statistics, CIs and
+        verdicts (``o1_skew``, ``o1_low``, ``o1_high``, ``o1_n_modes``, ``o1_frac_dominant``,
+        ``o1_holds``, ... ``o4_holds``).
 
     Examples
     --------
     >>> import numpy as np
     >>> acts = np.random.default_rng(0).standard_normal((3, 200, 8))
     >>> df = sweep_thresholds(acts, n_components=4, corr_quantiles=[0.9, 0.99],
-    ...                       presence_quantiles=[0.8, 0.9], progress=False)
+    ...                       presence_quantiles=[0.8, 0.9], align_signs=(True, False),
+    ...                       n_bootstrap=100, progress=False)
     >>> df.shape[0], int(df["T"].min()) >= 4
-    (4, True)
+    (8, True)
     """
-    corr_grid = [("quantile", float(v)) for v in (corr_quantiles or [])]
-    corr_grid += [("absolute", float(v)) for v in (corr_thresholds or [])]
-    pres_grid = [("quantile", float(v)) for v in (presence_quantiles or [])]
-    pres_grid += [("absolute", float(v)) for v in (presence_thresholds or [])]
+    def number_list(vals: Any, name: str, low: float) -> list[float]:
+        if vals is None:
+            return []
+        if isinstance(vals, (str, bytes)) or not hasattr(vals, "__iter__"):
+            raise ValueError(f"{name} must be a sequence of numbers (or None), got {vals!r}")
+        from .tensor import _check_number
+
+        return [_check_number(v, name, low=low, high=1.0) for v in vals]
+
+    corr_grid = [("quantile", v) for v in number_list(corr_quantiles, "corr_quantiles", 0.0)]
+    corr_grid += [("absolute", v) for v in number_list(corr_thresholds, "corr_thresholds", 0.0)]
+    pres_grid = [("quantile", v) for v in number_list(presence_quantiles, "presence_quantiles", 0.0)]
+    pres_grid += [("absolute", v) for v in number_list(presence_thresholds, "presence_thresholds", -1.0)]
     if not corr_grid:
         raise ValueError("give corr_quantiles or corr_thresholds (both are empty)")
     if not pres_grid:
         raise ValueError("give presence_quantiles or presence_thresholds (both are empty)")
-    if split_method not in SPLIT_METHODS:
-        raise ValueError(f"unknown split_method {split_method!r}; choose one of {SPLIT_METHODS}")
+    aligns = _as_axis(align_signs, "align_signs", lambda v: _check_bool(v, "align_signs"))
+    if split_method is not None:
+        if split_rule is not None:
+            raise ValueError(f"give the split rule once: split_rule={split_rule!r} and its older name "
+                             f"split_method={split_method!r}")
+        split_rule = split_method
+    rules = _as_axis("mixture" if split_rule is None else split_rule, "split_rule",
+                     lambda v: _split_rule(v, None, name="split_rule"))
+    _check_build_options(corr_quantile=0.5, corr_threshold=None, presence_quantile=0.5, presence_threshold=None,
+                         presence=presence, presence_scale=presence_scale, within_model=within_model,
+                         align_signs=aligns[0])
+    level = _check_confidence_level(confidence_level)
+    progress = _check_bool(progress, "progress")
     if isinstance(activations, ModelComponents):
         pc = activations
     else:
         pc = principal_components(activations, n_components=n_components, center=center, progress=progress)
+    if pc.n_models == 1 and any(rule == "quantile" for rule, _ in corr_grid):
+        raise ValueError("a single model has no cross-model correlations for corr_quantiles: give "
+                         "corr_thresholds only")
     if (probs is None) != (labels is None):
         raise ValueError("O2 needs both probs and labels (one of them is None)")
     if probs is not None:
@@ -515,39 +626,50 @@ def sweep_thresholds(activations: Any, *, n_components: int = 50,
     cluster_cache: dict = {}
     presence_cache: dict = {}
     rows = []
-    grid = [(c, p) for c in corr_grid for p in pres_grid]
-    for (crule, cval), (prule, pval) in tqdm(grid, desc="threshold sweep", disable=not progress, leave=False):
+    grid = [(c, p, a) for c in corr_grid for p in pres_grid for a in aligns]
+    for (crule, cval), (prule, pval), align in tqdm(grid, desc="threshold sweep", disable=not progress,
+                                                    leave=False):
         it = _assemble(pc, corr, corr_quantile=cval if crule == "quantile" else None,
                        corr_threshold=cval if crule == "absolute" else None,
                        presence_quantile=pval if prule == "quantile" else None,
                        presence_threshold=pval if prule == "absolute" else None,
                        presence=presence, presence_scale=presence_scale, within_model=within_model,
-                       timings={}, cluster_cache=cluster_cache, presence_cache=presence_cache)
+                       align_signs=align, timings={}, cluster_cache=cluster_cache,
+                       presence_cache=presence_cache)
         nmod = it.models_per_feature()
-        o1 = o1_long_tail(it, split_method=split_method)
-        o3 = o3_feature_sharing(it, split_method=split_method, confidence_level=confidence_level)
-        row = {
+        base = {
             "corr_rule": crule, "corr_value": cval, "gamma_corr": it.corr_threshold,
             "presence_rule": prule, "presence_value": pval,
-            "gamma_data": float(np.mean(it.presence_thresholds)),
+            "gamma_data": float(np.mean(it.presence_thresholds)), "align_signs": align,
             "T": it.n_features, "frac_singletons": float((nmod == 1).mean()),
-            "presence_rate": float(it.presence.mean()),
-            "o1_frac_dominant": o1.statistic, "o1_n_dominant": o1.stats["n_dominant"],
-            "o1_skew_frequency": o1.stats["skew_frequency"], "o1_gini": o1.stats["gini"],
-            "o1_holds": o1.holds,
-            "o3_rho": o3.statistic, "o3_low": o3.ci[0], "o3_high": o3.ci[1],
-            "o3_mean_jaccard": o3.stats["mean_jaccard"], "o3_holds": o3.holds,
+            "presence_rate": float(it.presence.mean()), "n_flipped": it.n_flipped,
         }
+        # O2 and O4 do not depend on the split rule: once per tensor.
         if probs is not None:
-            o2 = o2_features_vs_confidence(it, probs, labels, confidence_level=confidence_level)
-            row.update(o2_rho=o2.statistic, o2_low=o2.ci[0], o2_high=o2.ci[1], o2_holds=o2.holds)
+            o2 = o2_features_vs_confidence(it, probs, labels, confidence_level=level)
+            base.update(o2_rho=o2.statistic, o2_low=o2.ci[0], o2_high=o2.ci[1], o2_holds=o2.holds)
         else:
-            row.update(o2_rho=np.nan, o2_low=np.nan, o2_high=np.nan, o2_holds=False)
+            base.update(o2_rho=np.nan, o2_low=np.nan, o2_high=np.nan, o2_holds=False)
         if agr is not None:
-            r = _o4_numbers(it.overlap(), agr, confidence_level=confidence_level, n_permutations=0, seed=0)
-            row.update(o4_rho=r["rho"], o4_low=r["low"], o4_high=r["high"],
-                       o4_holds=bool(np.isfinite(r["low"]) and r["low"] > 0))
+            r = _o4_numbers(it.overlap(), agr, confidence_level=level, n_permutations=0, seed=0)
+            base.update(o4_rho=r["rho"], o4_low=r["low"], o4_high=r["high"],
+                        o4_holds=bool(np.isfinite(r["low"]) and r["low"] > 0))
         else:
-            row.update(o4_rho=np.nan, o4_low=np.nan, o4_high=np.nan, o4_holds=False)
-        rows.append(row)
-    return pd.DataFrame(rows)
+            base.update(o4_rho=np.nan, o4_low=np.nan, o4_high=np.nan, o4_holds=False)
+        for rule in rules:
+            o1 = o1_long_tail(it, split_rule=rule, n_bootstrap=n_bootstrap, confidence_level=level)
+            # The split O1 found (the same rule on the same frequencies), not fitted again.
+            o3 = o3_feature_sharing(it, split_threshold=o1.stats["split_threshold"], confidence_level=level)
+            rows.append({
+                **base, "split_rule": rule,
+                "o1_skew": o1.statistic, "o1_low": o1.ci[0], "o1_high": o1.ci[1],
+                "o1_n_modes": o1.stats["n_modes"], "o1_frac_dominant": o1.stats["frac_dominant"],
+                "o1_n_dominant": o1.stats["n_dominant"], "o1_top10_share": o1.stats["top10_share_of_occurrences"],
+                "o1_gini": o1.stats["gini"], "o1_holds": o1.holds,
+                "o3_rho": o3.statistic, "o3_low": o3.ci[0], "o3_high": o3.ci[1],
+                "o3_mean_jaccard": o3.stats["mean_jaccard"], "o3_holds": o3.holds,
+            })
+    cols = ["corr_rule", "corr_value", "gamma_corr", "presence_rule", "presence_value", "gamma_data",
+            "align_signs", "split_rule", "T", "frac_singletons", "presence_rate", "n_flipped"]
+    df = pd.DataFrame(rows)
+    return df[cols + [c for c in df.columns if c not in cols]]

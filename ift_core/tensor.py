@@ -9,17 +9,21 @@ boolean tensor ``omega[m, n, t]``: model m uses feature t on point n.
 The pipeline is split into public steps so that a notebook can show each one and a sweep
 can reuse the expensive ones:
 
-1. :func:`principal_components` -- per-model PCA with a sign convention that makes the
-   result invariant to any orthogonal rotation of a model's activations.
+1. :func:`principal_components` -- per-model PCA (in float64, whole models on worker threads)
+   with a sign convention that makes the result invariant to any orthogonal rotation of a
+   model's activations.
 2. :func:`component_correlations` -- the (MK x MK) Pearson correlation matrix, one float32
    matmul of z-scored columns.
 3. :func:`correlation_threshold` -- gamma_corr as a quantile over cross-model entries only.
 4. :func:`cluster_components` -- the greedy clustering (a loop over openers with vectorised
    updates; never a loop over pairs).
-5. :func:`component_presence` -- presence of each component in each point (gamma_data).
+5. :func:`feature_signs` -- orient every member of a feature like the component that opened it
+   (PCA signs are arbitrary; presence is tested on the signed tail).
+6. :func:`component_presence` -- presence of each component in each point (gamma_data).
 
-:func:`build_interaction_tensor` runs them all and returns an :class:`InteractionTensor`.
-This module uses numpy, scipy and pandas only.
+:func:`build_interaction_tensor` runs them all and returns an :class:`InteractionTensor`;
+:func:`split_frequencies` splits its features into dominant and rare.
+This module uses numpy, scipy and pandas (scikit-learn for the mixture split) only.
 
 Examples
 --------
@@ -32,10 +36,15 @@ Examples
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
+import math
+import numbers
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -50,7 +59,7 @@ from .internal import load_npz, save_npz_atomic
 __all__ = [
     "PRESENCE_RULES",
     "PRESENCE_SCALES",
-    "SPLIT_METHODS",
+    "SPLIT_RULES",
     "ModelComponents",
     "InteractionTensor",
     "principal_components",
@@ -58,6 +67,7 @@ __all__ = [
     "component_correlations",
     "correlation_threshold",
     "cluster_components",
+    "feature_signs",
     "component_presence",
     "canonical_correlations",
     "best_match",
@@ -67,8 +77,9 @@ __all__ = [
 
 PRESENCE_RULES = ("signed", "absolute")
 PRESENCE_SCALES = ("column", "model")
-SPLIT_METHODS = ("gap", "otsu")
-_FORMAT_VERSION = 1
+SPLIT_RULES = ("mixture", "largest_gap", "otsu")
+_SPLIT_ALIASES = {"gap": "largest_gap"}  # the name the rule had before "mixture" became the default
+_FORMAT_VERSION = 2
 
 
 # --------------------------------------------------------------------------- input checks
@@ -109,6 +120,8 @@ def _check_model(a: Any, m: int, n_points: int | None) -> np.ndarray:
         raise ValueError(f"{name} must be real, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"{name} must have shape (N, D), got shape {arr.shape}")
+    if 0 in arr.shape:
+        raise ValueError(f"{name} is empty (shape {arr.shape}): every model needs points and units")
     if n_points is not None and arr.shape[0] != n_points:
         raise ValueError(
             f"every model must see the same points: activations[0] has N={n_points}, "
@@ -122,20 +135,82 @@ def _check_model(a: Any, m: int, n_points: int | None) -> np.ndarray:
     return arr
 
 
-def _check_fraction(value: float, name: str, *, closed: bool = True) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from None
-    if not (0.0 <= v <= 1.0) or not np.isfinite(v):
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _check_bool(value: Any, name: str) -> bool:
+    """``value`` as a bool; anything else (``"False"``, 0, None) is refused, not coerced."""
+    if _is_bool(value):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got {value!r} ({type(value).__name__}); pass a bool")
+
+
+def _check_number(value: Any, name: str, *, low: float, high: float) -> float:
+    """A finite real number in [low, high]; bools and strings are refused."""
+    if _is_bool(value) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r} "
+                         f"({type(value).__name__})")
+    v = float(value)
+    if not (np.isfinite(v) and low <= v <= high):
+        raise ValueError(f"{name} must lie in [{low:g}, {high:g}], got {value!r}")
     return v
 
 
-def _check_choice(value: str, name: str, choices: Sequence[str]) -> str:
-    if value not in choices:
+def _check_fraction(value: Any, name: str) -> float:
+    return _check_number(value, name, low=0.0, high=1.0)
+
+
+def _check_count(value: Any, name: str, *, minimum: int = 1) -> int:
+    """A whole number >= minimum (an integral float such as 5.0 is accepted; True is not)."""
+    ok = not _is_bool(value) and isinstance(value, (numbers.Integral, numbers.Real, np.integer, np.floating))
+    if ok and not isinstance(value, (numbers.Integral, np.integer)):
+        ok = bool(np.isfinite(value)) and float(value).is_integer()
+    if not ok or int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+    return int(value)
+
+
+def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"unknown {name} {value!r}; choose one of {tuple(choices)}")
     return value
+
+
+def _available_memory() -> int | None:
+    """Bytes this process can still allocate: MemAvailable, capped by a cgroup limit (Linux)."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, OSError, ValueError):
+            return None
+    try:  # a container's limit, when it is lower than the machine's free memory
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            avail = min(avail, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def _check_memory(need: dict[str, int], remedy: str) -> None:
+    """Refuse before any work when the arrays that the arguments size will not fit in memory."""
+    total = sum(need.values())
+    avail = _available_memory()
+    if avail is not None and total > avail:
+        parts = ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in need.items())
+        raise ValueError(f"this needs about {total / 2**30:.1f} GiB ({parts}) but only {avail / 2**30:.1f} GiB "
+                         f"of memory is available: {remedy}")
 
 
 # --------------------------------------------------------------------------- step 2: PCA
@@ -181,7 +256,7 @@ def _sign_convention(p: np.ndarray) -> np.ndarray:
     loadings) cannot change it. Columns whose skewness is numerically zero fall back on the
     sign of their largest-magnitude entry (first such index).
     """
-    p64 = p.astype(np.float64)
+    p64 = np.asarray(p, dtype=np.float64)
     cubes = np.einsum("nk,nk,nk->k", p64, p64, p64)
     scale = np.einsum("nk,nk,nk->k", np.abs(p64), p64, p64)
     sign = np.sign(cubes)
@@ -198,7 +273,9 @@ def _single_threaded():
 
     LAPACK's symmetric eigensolvers on a few-hundred-wide matrix gain nothing from threads,
     and on a busy machine OpenBLAS threads waiting for each other made them 100x slower
-    (measured: 4.6 s instead of 0.03 s for 512 x 512 on 2 loaded cores).
+    (measured: 4.6 s instead of 0.03 s for 512 x 512 on 2 loaded cores). The PCA uses the
+    cores with whole models on worker threads instead (see ``_per_model``). Entered from one
+    thread only: threadpoolctl's limits are process-wide.
     """
     global _LIMITER
     if _LIMITER is None:
@@ -214,52 +291,108 @@ def _single_threaded():
 _LIMITER: Any = None
 
 
+_F32 = np.finfo(np.float32)
+_F32_MAX = float(_F32.max)
+_F32_LOW = float(_F32.tiny / _F32.eps)  # below this, float32 scores lose precision (subnormals)
+
+
+def _too_large(m: int, top: float) -> ValueError:
+    return ValueError(
+        f"activations[{m}] are too large: their principal-component scores reach {top:.3g}, beyond "
+        f"float32's range ({_F32_MAX:.3g}) in which scores are kept: divide the activations by a constant "
+        "(that changes no feature, correlation or presence)")
+
+
+def _too_small(m: int, top: float, j: int | None = None) -> ValueError:
+    what = "their scores are" if j is None else f"component {j}'s scores are"
+    return ValueError(
+        f"activations[{m}] are too small: {what} at most {top:.3g}, below float32's full-precision range "
+        f"({_F32_LOW:.3g}) in which scores are kept: multiply the activations by a constant (that changes no "
+        "feature, correlation or presence)")
+
+
 def _pca_one(a: np.ndarray, k: int, center: bool, m: int, buf: np.ndarray | None = None,
              check: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
-    """Top-``k`` PCA of one model: (scores (N, k) float32, variances (k,), total variance).
+    """Top-``k`` PCA of one model: (scores (N, k) float64, variances (k,), total variance).
 
-    ``buf`` (same shape and dtype as ``a``) receives the centred data, so that a loop over
-    models does not allocate (and page-fault) a fresh copy each time.
+    Every step runs in float64 whatever the input dtype: with a float32 Gram matrix and a
+    float32 eigensolver, a direction's error is about eps32 * lambda_1 / (its eigengap), which
+    reached 1-5 % of the column's largest score on low-variance components. Squares of float32
+    values cannot leave float64's range, so activations whose scores fit float32 need no
+    rescaling (a float32 Gram matrix overflowed near 1e19 and underflowed near 1e-19). ``buf``
+    (float64, the shape of ``a``) receives the centred data, so that a loop over models does not
+    allocate (and page-fault) a fresh copy each time.
     """
-    dtype = a.dtype
     n, d = a.shape
-    x = a
+    x = buf if buf is not None else np.empty((n, d))
     if center:
-        # Mean in float64 so that a large offset does not cost precision in float32.
-        mean = a.mean(axis=0, dtype=np.float64).astype(dtype)
-        x = np.subtract(a, mean, out=buf) if buf is not None else a - mean
+        np.subtract(a, a.mean(axis=0, dtype=np.float64), out=x)
+    else:
+        x[...] = a
+    if check and a.dtype != np.float32:
+        # |score| <= sqrt(D) max|x|, and the first column's largest >= max|x| / sqrt(D): outside
+        # these bounds no score fits float32 (and the float64 Gram matrix could overflow).
+        amax = max(float(x.max()), -float(x.min()))
+        if amax / math.sqrt(d) > _F32_MAX:
+            raise _too_large(m, amax / math.sqrt(d))
+        if 0.0 < amax * math.sqrt(d) < _F32_LOW:
+            raise _too_small(m, amax * math.sqrt(d))
     if d <= n:
-        gram = x.T @ x  # (D, D); the costliest step, kept in the input's precision
-        total = float(np.trace(gram, dtype=np.float64))
-        with _single_threaded():
-            w, v = scipy.linalg.eigh(gram, subset_by_index=[d - k, d - 1], driver="evx",
-                                     check_finite=False, overwrite_a=True)
-        p = x @ np.ascontiguousarray(v[:, ::-1]).astype(dtype)
+        gram = x.T @ x  # (D, D), float64 accumulation: the step that sets the accuracy
+        total = float(np.trace(gram))
+        # (BLAS/LAPACK run single-threaded here: _per_model holds _single_threaded around every call)
+        w, v = scipy.linalg.eigh(gram, subset_by_index=[d - k, d - 1], driver="evr",
+                                 check_finite=False, overwrite_a=True)
+        p = x @ np.ascontiguousarray(v[:, ::-1])
+        floor = 0.0
     else:  # fewer points than dimensions: diagonalise the (N, N) Gram matrix instead
         gram = x @ x.T
-        total = float(np.trace(gram, dtype=np.float64))
-        with _single_threaded():
-            w, u = scipy.linalg.eigh(gram, subset_by_index=[n - k, n - 1], driver="evx",
-                                     check_finite=False, overwrite_a=True)
+        total = float(np.trace(gram))
+        w, u = scipy.linalg.eigh(gram, subset_by_index=[n - k, n - 1], driver="evr",
+                                 check_finite=False, overwrite_a=True)
         w, u = np.clip(w[::-1], 0.0, None), u[:, ::-1]
         p = u * np.sqrt(w)
-    p = np.ascontiguousarray(p, dtype=np.float32)
-    # Variances from the scores themselves (float64): a direction in the null space of the
-    # data then has variance at roundoff level, whatever the error of the float32 Gram matrix.
-    p64 = p.astype(np.float64)
-    var = p64.var(axis=0) if center else (p64**2).mean(axis=0)
-    low = _low_variance(var, dtype)
+        # Variances here are eigenvalues, accurate to ~eps64 * lambda_1 only (not squared, as
+        # projections of the data are): a null direction must not pass for a component.
+        floor = 1e3 * np.finfo(np.float64).eps
+    # Variances from the scores themselves: a direction in the null space of the data then has
+    # variance at roundoff level (squared) rather than at the eigensolver's accuracy.
+    var = p.var(axis=0) if center else (p**2).mean(axis=0)
+    low = _low_variance(var, a.dtype, floor=floor)
     if check and low.size:
+        r = int(low[0])
         raise ValueError(
-            f"activations[{m}] has numerical rank {int(low[0])} < n_components={k} "
-            f"(component {int(low[0])} has variance {var[low[0]]:.3g} against {var[0]:.3g} for the "
-            "first; constant or dead units lower the rank): lower n_components (see numerical_rank)"
+            f"activations[{m}] has numerical rank {r} < n_components={k} (component {r} has variance "
+            f"{var[r]:.3g} against {var[0]:.3g} for the first; {n} points, {d} units, "
+            f"{a.dtype}; constant or dead units lower the rank): pass n_components={r} or smaller, or "
+            'n_components="rank" (the smallest rank of all models; see numerical_rank)'
         )
-    p *= _sign_convention(p64).astype(np.float32)
+    p *= _sign_convention(p)
+    if check:
+        top = np.abs(p).max(axis=0)
+        if top.max() > _F32_MAX:
+            raise _too_large(m, float(top.max()))
+        if top.min() < _F32_LOW:
+            raise _too_small(m, float(top.min()), int(top.argmin()))
     return p, var, total / n
 
 
-def principal_components(activations: Any, *, n_components: int = 50, center: bool = True,
+def _resolve_components(models: Sequence[Any], n_components: Any, center: bool) -> int:
+    """K from ``n_components``: a positive integer as given, or ``"rank"`` (the smallest rank)."""
+    if isinstance(n_components, str):
+        if n_components != "rank":
+            raise ValueError(f'n_components must be a positive integer or "rank", got {n_components!r}')
+        ranks = numerical_rank(models, center=center)
+        k = int(ranks.min())
+        if k < 1:
+            m = int(ranks.argmin())
+            raise ValueError(f"activations[{m}] has numerical rank 0 (constant over the points): "
+                             "no principal component to keep; drop that model")
+        return k
+    return _check_count(n_components, "n_components")
+
+
+def principal_components(activations: Any, *, n_components: int | str = 50, center: bool = True,
                          progress: bool = True) -> ModelComponents:
     """Project each model's activations on its top principal directions.
 
@@ -267,13 +400,15 @@ def principal_components(activations: Any, *, n_components: int = 50, center: bo
     ----------
     activations : array (M, N, D) or sequence of M arrays (N, D_m)
         Penultimate-layer activations; models may differ in width. Models are read one at a
-        time, so a lazy sequence (e.g. memory-mapped arrays) keeps memory low. float32 input
-        is processed in float32 (Gram matrix, projections); any other numeric dtype (ints,
-        bools, float16, float64) is converted to float64.
-    n_components : int, default 50
+        time, so a lazy sequence (e.g. memory-mapped arrays) keeps memory low. Any real dtype;
+        the PCA itself runs in float64 (centring, Gram matrix, eigensolver and projection):
+        scores are then accurate to about 1e-6 of each column's largest value even on
+        low-variance components, where a float32 Gram matrix gave 1-5 %.
+    n_components : int or "rank", default 50
         K, the number of components per model. Must be below N and at most every D_m and the
         numerical rank of every model (constant or dead units lower it): a ``ValueError``
-        names the offending model otherwise.
+        names the offending model otherwise. ``"rank"`` takes the smallest numerical rank of
+        all models (:func:`numerical_rank`; that costs one more pass over the models).
     center : bool, default True
         Subtract each unit's mean over the points before the PCA (the paper's text leaves
         this open; ``False`` gives an uncentred PCA whose first direction is near the mean).
@@ -287,6 +422,12 @@ def principal_components(activations: Any, *, n_components: int = 50, center: bo
         rotating a model's activations by any orthogonal matrix leaves them unchanged up to
         roundoff (exactly degenerate eigenvalues excepted: no basis is then preferred).
 
+    Raises
+    ------
+    ValueError
+        Bad shapes or values (naming the model), a rank below K, scores outside float32's
+        range (rescale the activations), or arrays that will not fit in memory.
+
     Examples
     --------
     >>> import numpy as np
@@ -295,58 +436,147 @@ def principal_components(activations: Any, *, n_components: int = 50, center: bo
     >>> pc.scores.shape
     (2, 100, 3)
     """
-    models = _as_model_list(activations)
-    k = int(n_components)
-    if k != n_components or k < 1:
-        raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+    return _principal_components(_as_model_list(activations), n_components=n_components,
+                                 center=_check_bool(center, "center"), progress=_check_bool(progress, "progress"))
+
+
+def _principal_components(models: Sequence[Any], *, n_components: Any, center: bool, progress: bool,
+                          later: Any = None) -> ModelComponents:
+    """principal_components on a checked model list; ``later(n, k)`` adds the memory of the steps
+    that follow (build_interaction_tensor), so that the size check comes before any work."""
+    if not isinstance(n_components, str):
+        _check_count(n_components, "n_components")  # before reading any model
     first = _check_model(models[0], 0, None)
     n = first.shape[0]
+    k = _resolve_components(models, n_components, center)
     if k >= n:
-        raise ValueError(f"n_components={k} must be below the number of points N={n}")
+        raise ValueError(f"n_components={k} must be below the number of points N={n}: pass a smaller "
+                         'n_components or n_components="rank"')
     mm = len(models)
+    workers = _n_workers(mm)
+    need = _pca_bytes(mm, n, first.shape[1], k, workers)
+    remedy = "lower n_components, use fewer models or points, or pass the models as a lazy sequence"
+    if later is not None:
+        need, remedy = {**need, **later(n, k)}, (f"M*K = {mm * k} candidate features make an {mm * k} x {mm * k} "
+                                                 "correlation matrix: lower n_components or use fewer models")
+    _check_memory(need, remedy)
     scores = np.empty((mm, n, k), dtype=np.float32)
     var = np.empty((mm, k))
     ratio = np.empty((mm, k))
-    buf = None
-    for m in tqdm(range(mm), desc="PCA per model", disable=not progress, leave=False):
+    widest = [first.shape[1]]
+
+    def read(m: int) -> np.ndarray:
         a = first if m == 0 else _check_model(models[m], m, n)
         if a.shape[1] < k:
-            raise ValueError(f"n_components={k} exceeds the width D={a.shape[1]} of activations[{m}]")
-        if center and (buf is None or buf.shape != a.shape or buf.dtype != a.dtype):
-            buf = np.empty_like(a)
-        scores[m], var[m], total = _pca_one(a, k, bool(center), m, buf)
-        ratio[m] = var[m] / total if total > 0 else np.nan
+            raise ValueError(f"n_components={k} exceeds the width D={a.shape[1]} of activations[{m}]: "
+                             f"pass n_components={a.shape[1]} or smaller")
+        if a.shape[1] > widest[0]:
+            widest[0] = a.shape[1]
+            _check_memory(_pca_bytes(mm, n, a.shape[1], k, workers), "lower n_components or use fewer points")
+        return a
+
+    work = lambda m, a: _pca_one(a, k, center, m, _buffer(a.shape))  # noqa: E731
+    for m, (p, v, total) in tqdm(_per_model(mm, read, work, workers), total=mm, desc="PCA per model",
+                                 disable=not progress, leave=False):
+        scores[m], var[m] = p, v
+        ratio[m] = v / total if total > 0 else np.nan
     return ModelComponents(scores=scores, explained_variance=var, explained_variance_ratio=ratio,
-                           center=bool(center))
+                           center=center)
+
+
+def _n_workers(n_models: int) -> int:
+    """Threads for the per-model PCA: the cores this process may use, at most 4 (and M)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4, n_models))
+
+
+_LOCAL = threading.local()
+
+
+def _buffer(shape: tuple[int, int]) -> np.ndarray:
+    """This thread's float64 scratch array of ``shape`` (kept between models of one width)."""
+    buf = getattr(_LOCAL, "buf", None)
+    if buf is None or buf.shape != shape:
+        buf = _LOCAL.buf = np.empty(shape)
+    return buf
+
+
+def _per_model(n_models: int, read: Any, work: Any, workers: int):
+    """Yield ``(m, work(m, read(m)))`` in model order, ``workers`` models at a time.
+
+    Models are read in this thread, in order and one at a time (a lazy sequence is read once per
+    model, at most ``workers`` held at once); ``work`` runs on worker threads with BLAS limited to
+    one thread each, so a model's result does not depend on how many run beside it (bit for bit),
+    and the cores are used by whole models rather than by BLAS threads waiting for each other.
+    """
+    with _single_threaded():
+        if workers == 1:
+            for m in range(n_models):
+                yield m, work(m, read(m))
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending: collections.deque = collections.deque()
+            try:
+                for m in range(n_models):
+                    a = read(m)
+                    if len(pending) >= workers:
+                        done, fut = pending.popleft()
+                        yield done, fut.result()
+                    pending.append((m, pool.submit(work, m, a)))
+                while pending:
+                    done, fut = pending.popleft()
+                    yield done, fut.result()
+            finally:
+                for _, fut in pending:
+                    fut.cancel()
+
+
+def _pca_bytes(n_models: int, n_points: int, width: int, k: int, workers: int = 1) -> dict[str, int]:
+    """Memory of the PCA stage: stored scores, and per worker a model's float64 copy, its Gram
+    matrix (with the eigensolver's copy) and projections, plus the model read ahead."""
+    g = min(n_points, width)
+    return {"scores": 4 * n_models * n_points * k,
+            "centred copies": workers * (8 * n_points * width + 8 * n_points * width),
+            "Gram matrices": workers * 2 * 8 * g * g, "projections": workers * 2 * 8 * n_points * k}
 
 
 def _scores_array(scores: Any) -> np.ndarray:
     if isinstance(scores, ModelComponents):
         return scores.scores
     arr = np.asarray(scores)
-    if arr.ndim != 3:
-        raise ValueError(f"scores must have shape (M, N, K), got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
-        raise ValueError(f"scores must be finite floats, got dtype {arr.dtype} or NaN/inf values")
+    if arr.ndim != 3 or 0 in arr.shape:
+        raise ValueError(f"scores must have shape (M, N, K) with no empty axis, got shape {arr.shape}")
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"scores must be a float array (M, N, K), got dtype {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"scores contains {int((~np.isfinite(arr)).sum())} NaN or infinite values")
     return arr
 
 
-def _low_variance(var: np.ndarray, dtype: Any) -> np.ndarray:
+def _low_variance(var: np.ndarray, dtype: Any, *, floor: float = 0.0) -> np.ndarray:
     """Indices of components whose variance is at roundoff level relative to the first."""
     top = var[0] if var.size else 0.0
-    rtol = (100 * np.finfo(dtype).eps) ** 2
+    rtol = max((100 * np.finfo(dtype).eps) ** 2, floor)
     return np.flatnonzero(var <= rtol * top) if top > 0 else np.arange(var.size)
 
 
 def numerical_rank(activations: Any, *, center: bool = True, progress: bool = False) -> np.ndarray:
     """Each model's numerical rank by the criterion :func:`principal_components` enforces.
 
-    ``n_components`` must not exceed the smallest of these (dead ReLU units lower them).
+    ``n_components`` must not exceed the smallest of these (dead ReLU units lower them);
+    ``principal_components(..., n_components="rank")`` takes that smallest value itself.
+    A component counts when its variance exceeds ``(100 eps)^2`` times the first one's, eps
+    being the input dtype's machine epsilon (float32 input: singular values down to about
+    1.2e-5 of the largest). Costs one full float64 PCA per model (all min(N - 1, D) directions).
 
     Parameters
     ----------
     activations : array (M, N, D) or sequence of M arrays (N, D_m)
     center : bool, default True
+    progress : bool, default False
 
     Returns
     -------
@@ -361,18 +591,33 @@ def numerical_rank(activations: Any, *, center: bool = True, progress: bool = Fa
     [6, 3]
     """
     models = _as_model_list(activations)
-    out = np.empty(len(models), dtype=np.int64)
-    n = None
-    for m in tqdm(range(len(models)), desc="rank per model", disable=not progress, leave=False):
-        a = _check_model(models[m], m, n)
-        n = a.shape[0]
-        kmax = min(a.shape[1], n - 1 if center else n)
+    center = _check_bool(center, "center")
+    progress = _check_bool(progress, "progress")
+    mm = len(models)
+    out = np.empty(mm, dtype=np.int64)
+    workers = _n_workers(mm)
+    shape = [None]
+
+    def read(m: int) -> np.ndarray:
+        a = _check_model(models[m], m, None if shape[0] is None else shape[0][0])
+        if shape[0] is None or a.shape[1] > shape[0][1]:
+            shape[0] = a.shape
+            kmax = min(a.shape[1], a.shape[0] - 1 if center else a.shape[0])
+            _check_memory(_pca_bytes(0, a.shape[0], a.shape[1], kmax, workers), "use fewer points or units")
+        return a
+
+    def work(m: int, a: np.ndarray) -> int:
+        n, d = a.shape
+        kmax = min(d, n - 1 if center else n)
         if kmax < 1:
-            out[m] = 0
-            continue
-        _, var, _ = _pca_one(a, kmax, bool(center), m, check=False)
-        low = _low_variance(var, a.dtype)
-        out[m] = int(low[0]) if low.size else kmax
+            return 0
+        _, var, _ = _pca_one(a, kmax, center, m, _buffer(a.shape), check=False)
+        low = _low_variance(var, a.dtype, floor=0.0 if d <= n else 1e3 * np.finfo(np.float64).eps)
+        return int(low[0]) if low.size else kmax
+
+    for m, r in tqdm(_per_model(mm, read, work, workers), total=mm, desc="rank per model", disable=not progress,
+                     leave=False):
+        out[m] = r
     return out
 
 
@@ -416,6 +661,29 @@ def component_correlations(scores: ModelComponents | np.ndarray) -> np.ndarray:
     return corr
 
 
+def _check_corr(corr: Any, name: str = "corr") -> np.ndarray:
+    """A finite, real, non-empty square matrix (a correlation matrix from component_correlations)."""
+    c = np.asarray(corr)
+    if c.dtype == object or c.dtype == bool or not np.issubdtype(c.dtype, np.number) \
+            or np.issubdtype(c.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be a real numeric matrix, got dtype {c.dtype}")
+    if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty square matrix (M*K, M*K) from component_correlations, "
+                         f"got shape {c.shape}")
+    if not np.isfinite(c).all():
+        raise ValueError(f"{name} contains {int((~np.isfinite(c)).sum())} NaN or infinite values")
+    return c
+
+
+def _check_n_models(n_models: Any, size: int, *, minimum: int = 1) -> int:
+    """``n_models`` as an int >= minimum that divides ``size`` (the rows of the correlation matrix)."""
+    m = _check_count(n_models, "n_models", minimum=minimum)
+    if size % m:
+        raise ValueError(f"corr has {size} rows, not a multiple of n_models={m}: pass the number of models "
+                         "whose components the matrix holds")
+    return m
+
+
 def _owners(n_models: int, n_components: int) -> np.ndarray:
     return np.repeat(np.arange(n_models), n_components)
 
@@ -454,20 +722,20 @@ def correlation_threshold(corr: np.ndarray, n_models: int, *, quantile: float = 
     0.800000011920929
     """
     q = _check_fraction(quantile, "corr_quantile")
-    corr = np.asarray(corr)
-    if corr.ndim != 2 or corr.shape[0] != corr.shape[1]:
-        raise ValueError(f"corr must be a square matrix, got shape {corr.shape}")
+    corr = _check_corr(corr)
     mk = corr.shape[0]
+    n_models = _check_count(n_models, "n_models")
     if n_models < 2:
         raise ValueError(
             f"a single model (n_models={n_models}) has no cross-model correlations to take "
             "corr_quantile over: pass an absolute corr_threshold instead"
         )
-    if mk % n_models:
-        raise ValueError(f"corr has {mk} rows, not a multiple of n_models={n_models}")
-    own = _owners(n_models, mk // n_models)
-    mask = own[:, None] < own[None, :]
-    vals = np.minimum(np.abs(corr[mask]), 1.0).astype(np.float32)
+    n_models = _check_n_models(n_models, mk)
+    k = mk // n_models
+    # The blocks above the diagonal, model by model: the same values as a boolean mask over the
+    # whole matrix, without an (MK x MK) mask (the quantile does not depend on their order).
+    vals = np.concatenate([corr[m * k:(m + 1) * k, (m + 1) * k:].ravel() for m in range(n_models - 1)])
+    vals = np.minimum(np.abs(vals), 1.0).astype(np.float32)
     return float(np.float32(np.quantile(vals, q)))
 
 
@@ -514,18 +782,18 @@ def cluster_components(corr: np.ndarray, threshold: float, *, n_models: int | No
     >>> cluster_components(c, 0.5)[0]
     array([0, 0, 1])
     """
-    c = np.asarray(corr)
-    if c.ndim != 2 or c.shape[0] != c.shape[1]:
-        raise ValueError(f"corr must be a square matrix, got shape {c.shape}")
+    c = _check_corr(corr)
     gamma = _check_fraction(threshold, "corr_threshold")
-    if not np.isfinite(c).all():
-        raise ValueError("corr contains NaN or infinite values")
-    absc = np.minimum(np.abs(c).astype(np.float32), np.float32(1.0))
-    p = absc.shape[0]
+    within_model = _check_bool(within_model, "within_model")
+    return_openers = _check_bool(return_openers, "return_openers")
+    p = c.shape[0]
     if not within_model:
-        if not n_models or p % n_models:
+        if n_models is None or _is_bool(n_models) or not isinstance(n_models, (numbers.Integral, np.integer)) \
+                or n_models < 1 or p % n_models:
             raise ValueError(f"within_model=False needs n_models dividing {p}, got {n_models!r}")
-        own = _owners(n_models, p // n_models)
+    absc = np.minimum(np.abs(c).astype(np.float32), np.float32(1.0))
+    if not within_model:
+        own = _owners(int(n_models), p // int(n_models))
         absc[own[:, None] == own[None, :]] = 0.0
         np.fill_diagonal(absc, 1.0)
     assign, best, openers = _greedy(absc, np.float32(gamma))
@@ -554,9 +822,68 @@ def _greedy(absc: np.ndarray, gamma: np.float32) -> tuple[np.ndarray, np.ndarray
 
 
 # --------------------------------------------------------------------------- step 6: presence
+def feature_signs(corr: np.ndarray, assignments: np.ndarray, openers: np.ndarray) -> np.ndarray:
+    """Orientation of every candidate feature relative to the component that opened its feature.
+
+    Clustering matches components by |C|, but presence is tested on the signed tail and a
+    principal direction's sign is arbitrary (the skewness convention of
+    :func:`principal_components` leaves nearly symmetric components to chance). A member
+    anti-correlated with its feature would mark the *opposite* points. The rule: member j of
+    feature t gets the sign of ``C[opener_t, j]`` (+1 when that is 0; openers get +1), and
+    :func:`component_presence` multiplies its scores by it before the test, so every member of a
+    feature points the way its opener does.
+
+    Parameters
+    ----------
+    corr : ndarray (P, P)
+        The *signed* correlations (:func:`component_correlations`).
+    assignments : array (P,) or (M, K) int
+        Feature of each candidate (:func:`cluster_components`).
+    openers : array (T,) int
+        Flat index of the candidate that opened each feature.
+
+    Returns
+    -------
+    ndarray, the shape of ``assignments``, int8
+        +1 or -1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> c = np.array([[1, -.9, .1], [-.9, 1, .2], [.1, .2, 1]], dtype=np.float32)
+    >>> a, _, op = cluster_components(c, 0.5, return_openers=True)
+    >>> feature_signs(c, a, op).tolist()
+    [1, -1, 1]
+    """
+    c = _check_corr(corr)
+    a = np.asarray(assignments)
+    o = np.asarray(openers)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer) or a.size != c.shape[0]:
+        raise ValueError(f"assignments must hold one integer feature per row of corr ({c.shape[0]}), "
+                         f"got dtype {a.dtype}, shape {a.shape}")
+    flat = a.ravel()
+    t = int(flat.max()) + 1 if flat.size else 0
+    if o.dtype == bool or not np.issubdtype(o.dtype, np.integer) or o.shape != (t,) or flat.min() < 0:
+        raise ValueError(f"openers must hold one integer index per feature (T={t}), got dtype {o.dtype}, "
+                         f"shape {o.shape}")
+    if (o < 0).any() or (o >= flat.size).any() or not np.array_equal(flat[o], np.arange(t)):
+        raise ValueError("openers[t] must index a candidate of feature t (from cluster_components)")
+    return np.where(c[o[flat], np.arange(flat.size)] < 0, -1, 1).astype(np.int8).reshape(a.shape)
+
+
+def _check_signs(signs: Any, shape: tuple[int, int]) -> np.ndarray:
+    g = np.asarray(signs)
+    if g.shape != shape or g.dtype == bool or not np.issubdtype(g.dtype, np.number) \
+            or not np.isin(g, (-1, 1)).all():
+        raise ValueError(f"signs must be an array {shape} of +1 and -1 (from feature_signs), "
+                         f"got shape {g.shape}, dtype {g.dtype}")
+    return g.astype(np.int8)
+
+
 def component_presence(scores: ModelComponents | np.ndarray, *, quantile: float | None = 0.9,
                        threshold: float | None = None, rule: str = "signed",
-                       scale: str = "column") -> tuple[np.ndarray, np.ndarray]:
+                       scale: str = "column", signs: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """Whether candidate feature (m, k) is present in point n (gamma_data).
 
     Each column of ``P_m`` is divided by its largest |value| over the points
@@ -575,6 +902,9 @@ def component_presence(scores: ModelComponents | np.ndarray, *, quantile: float 
         Absolute threshold on the normalised values (in [-1, 1]).
     rule : {"signed", "absolute"}
     scale : {"column", "model"}
+    signs : array (M, K) of +1/-1, optional
+        Orientation of each column before the test (:func:`feature_signs`); ``None`` = all +1.
+        Only the signed rule depends on it.
 
     Returns
     -------
@@ -595,29 +925,31 @@ def component_presence(scores: ModelComponents | np.ndarray, *, quantile: float 
     _check_choice(scale, "presence_scale", PRESENCE_SCALES)
     if threshold is None:
         if quantile is None:
-            raise ValueError("give presence_quantile or presence_threshold")
+            raise ValueError("give presence_quantile or presence_threshold (both are None)")
         quantile = _check_fraction(quantile, "presence_quantile")
     else:
-        t = float(threshold)
-        if not np.isfinite(t) or not -1.0 <= t <= 1.0:
-            raise ValueError(f"presence_threshold must lie in [-1, 1], got {threshold!r}")
-    mm = s.shape[0]
+        threshold = _check_number(threshold, "presence_threshold", low=-1.0, high=1.0)
+    mm, _, k = s.shape
+    sg = None if signs is None else _check_signs(signs, (mm, k))
     out = np.empty(s.shape, dtype=bool)
     thr = np.empty(mm)
     for m in range(mm):
-        v = _normalised(s[m], rule, scale)
+        v = _normalised(s[m], rule, scale, None if sg is None else sg[m])
         t32 = np.float32(np.quantile(v, quantile) if threshold is None else threshold)
         np.greater(v, t32, out=out[m])
         thr[m] = float(t32)
     return out, thr
 
 
-def _normalised(p: np.ndarray, rule: str, scale: str) -> np.ndarray:
+def _normalised(p: np.ndarray, rule: str, scale: str, sign: np.ndarray | None = None) -> np.ndarray:
     p = np.asarray(p, dtype=np.float32)
     mag = np.abs(p)
     denom = mag.max(axis=0) if scale == "column" else mag.max()
     denom = np.where(denom > 0, denom, np.float32(1.0)).astype(np.float32)
-    return (mag if rule == "absolute" else p) / denom
+    if rule == "absolute":
+        return mag / denom
+    # p / (-d) is exactly -(p / d) in IEEE arithmetic: all-+1 signs reproduce the unsigned rule bit for bit.
+    return p / (denom if sign is None else denom * sign.astype(np.float32))
 
 
 # --------------------------------------------------------------------------- subspaces
@@ -651,7 +983,7 @@ def canonical_correlations(scores: ModelComponents | np.ndarray, *,
     """
     s = _scores_array(scores)
     mm, _, k = s.shape
-    c = component_correlations(s) if corr is None else np.asarray(corr, dtype=np.float64)
+    c = component_correlations(s) if corr is None else _check_corr(corr)
     if c.shape != (mm * k, mm * k):
         raise ValueError(f"corr must have shape {(mm * k, mm * k)}, got {c.shape}")
     c = c.astype(np.float64)
@@ -691,18 +1023,90 @@ def best_match(corr: np.ndarray, n_models: int) -> np.ndarray:
     >>> best_match(c, 2).tolist()
     [[0.699999988079071, 0.0], [0.0, 0.699999988079071]]
     """
-    c = np.abs(np.asarray(corr, dtype=np.float32))
+    c = np.abs(_check_corr(corr).astype(np.float32))
     mk = c.shape[0]
-    if c.ndim != 2 or c.shape[1] != mk or n_models < 2 or mk % n_models:
-        raise ValueError(f"corr must be square with a multiple of n_models={n_models} >= 2 rows, got {c.shape}")
+    n_models = _check_count(n_models, "n_models")
+    if n_models < 2:
+        raise ValueError(f"best_match compares models: n_models must be >= 2, got {n_models}")
+    n_models = _check_n_models(n_models, mk)
     own = _owners(n_models, mk // n_models)
     c = np.where(own[:, None] == own[None, :], np.float32(0), c)
     return c.max(axis=1).reshape(n_models, -1)
 
 
 # --------------------------------------------------------------------------- dominant / rare
-def split_frequencies(frequency: np.ndarray, *, threshold: float | None = None,
-                      method: str = "gap") -> tuple[np.ndarray, float]:
+def _split_rule(rule: str | None, method: str | None, *, name: str = "rule") -> str:
+    """The split rule by its name; ``method`` is the older keyword (``"gap"`` = ``"largest_gap"``)."""
+    if method is not None and rule is not None and method != rule:
+        raise ValueError(f"give the split rule once: {name}={rule!r} and its older name method={method!r} differ")
+    r = rule if rule is not None else (method if method is not None else "mixture")
+    r = _SPLIT_ALIASES.get(r, r) if isinstance(r, str) else r
+    return _check_choice(r, f"split {name}", SPLIT_RULES)
+
+
+def _default_min_group(n: int) -> int:
+    return max(3, math.ceil(0.05 * n))
+
+
+def _mixture_fits(logs: np.ndarray) -> tuple[Any, float, float]:
+    """(two-component fit, BIC of one component, BIC of two) on sorted 1-D ``logs``."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    x = logs.reshape(-1, 1)
+    # A variance floor of (spread / 20)^2: a "mode" made of a few tied or nearly tied values
+    # would otherwise buy an unbounded likelihood, and BIC would call it a second mode.
+    reg = max(1e-6, (0.05 * float(logs.std())) ** 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        # k-means++ starts (5, seeded): as good as full k-means starts here, and 6x faster.
+        one = GaussianMixture(1, reg_covar=reg, init_params="k-means++", random_state=0).fit(x)
+        two = GaussianMixture(2, reg_covar=reg, n_init=5, init_params="k-means++", max_iter=500,
+                              random_state=0).fit(x)
+    return two, float(one.bic(x)), float(two.bic(x))
+
+
+def _mixture_cut(logs: np.ndarray, min_group: int) -> tuple[int | None, dict]:
+    """Index c into sorted ``logs``: ``logs[c:]`` dominant; None when there is no second mode."""
+    n = logs.size
+    info: dict[str, Any] = {"n_modes": 1, "bic_one": float("nan"), "bic_two": float("nan")}
+    if n < 2 * min_group + 2:
+        info["reason"] = f"{n} features with non-zero frequency: too few for two groups of {min_group}"
+        return None, info
+    two, info["bic_one"], info["bic_two"] = _mixture_fits(logs)
+    if not info["bic_two"] < info["bic_one"]:
+        info["reason"] = "BIC prefers one component: no second mode"
+        return None, info
+    # The lowest and the highest feature alone must not decide: without them, BIC must still
+    # prefer two modes (an outlier can pull a broad second component into the tail).
+    _, b1, b2 = _mixture_fits(logs[1:-1])
+    if not b2 < b1:
+        info["reason"] = ("BIC prefers two components only with the most extreme feature: without the lowest "
+                          "and the highest, one component (an outlier, not a mode)")
+        return None, info
+    x = logs.reshape(-1, 1)
+    high = two.predict(x) == int(np.argmax(two.means_.ravel()))
+    # The cut between distinct sorted values that disagrees least with the mixture's labels
+    # (with unequal variances the labels need not be contiguous).
+    below = np.r_[0, np.cumsum(high)]  # dominant labels left of each cut
+    cuts = np.arange(n + 1)
+    wrong = below + (n - cuts) - (below[-1] - below)
+    valid = np.zeros(n + 1, dtype=bool)
+    valid[1:n] = logs[1:] > logs[:-1]
+    c = int(np.flatnonzero(valid)[np.argmin(wrong[valid])])
+    if min(c, n - c) < min_group:
+        info["reason"] = (f"the second mode holds {min(c, n - c)} features, fewer than min_group={min_group}: "
+                          "an outlying group, not a mode")
+        return None, info
+    info.update(n_modes=2, reason="two modes (BIC), also without the most extreme features")
+    return c, info
+
+
+def split_frequencies(frequency: np.ndarray, *, threshold: float | None = None, rule: str | None = None,
+                      method: str | None = None, min_group: int | None = None,
+                      return_info: bool = False) -> tuple[Any, ...]:
     """Split features into dominant and rare by their frequency.
 
     Parameters
@@ -710,53 +1114,90 @@ def split_frequencies(frequency: np.ndarray, *, threshold: float | None = None,
     frequency : array (T,)
         Number of points in which each feature occurs.
     threshold : float, optional
-        Features occurring in more than ``threshold`` points are dominant. When omitted it
-        is found on log10 frequency (features that never occur are left out of the search):
-        ``method="gap"`` puts it at the middle of the largest gap between consecutive sorted
-        values (the paper's picture: two modes of the log-frequency histogram);
-        ``method="otsu"`` maximises the between-group variance (Otsu's rule), which a single
-        outlier cannot capture. With fewer than two distinct frequencies there is no split:
-        the threshold is ``inf`` and no feature is dominant.
-    method : {"gap", "otsu"}
+        Features occurring in more than ``threshold`` points are dominant. When omitted, a rule
+        finds it on log10 frequency (features that never occur are left out of the search and
+        count as rare).
+    rule : {"mixture", "largest_gap", "otsu"}, default "mixture"
+        ``"mixture"``: fit Gaussian mixtures with one and two components to log10 frequency
+        (scikit-learn, fixed seed) and split only when BIC prefers two, still does without the
+        lowest and the highest feature, *and* each group holds at least ``min_group`` features;
+        the cut is the one between sorted values that disagrees least with the two-component
+        labels. It says when there is no second mode (no split, threshold ``inf``), and a single
+        outlying feature can neither form a group nor pull a second mode into being.
+        ``"largest_gap"`` (formerly ``"gap"``): the middle of the largest gap between
+        consecutive sorted values; one outlier captures it (on an earlier default run of the book it
+        split off 1 feature and called the other 111 dominant). ``"otsu"``: maximal
+        between-group variance (Otsu's rule); always splits.
+    method : str, optional
+        The older name of ``rule`` (``"gap"`` or ``"otsu"``), kept for existing callers.
+    min_group : int, optional
+        Smallest group the mixture rule accepts; default ``max(3, ceil(0.05 * T+))`` with T+
+        the features that occur at all.
+    return_info : bool, default False
+        Also return a dict: ``rule``, ``n_modes`` (mixture: 2 when split, else 1; NaN for the
+        other rules), ``bic_one``, ``bic_two``, ``min_group``, ``reason``.
 
     Returns
     -------
     dominant : ndarray (T,) bool
     threshold : float
-        In points (the geometric middle of the two frequencies the rule separates).
+        In points (the geometric middle of the two frequencies the rule separates); ``inf``
+        when there is no split (fewer than two distinct frequencies, or no second mode).
+    info : dict
+        Only with ``return_info=True``.
 
     Examples
     --------
-    >>> dominant, thr = split_frequencies([1, 2, 3, 300, 400])
+    >>> dominant, thr = split_frequencies([1, 2, 3, 300, 400], rule="largest_gap")
     >>> dominant.tolist(), round(thr, 6)
     ([False, False, False, True, True], 30.0)
+    >>> f = [100, 110, 120, 130, 140] * 3 + [1000, 1100, 1200, 1300, 1400] * 2
+    >>> int(split_frequencies(f)[0].sum())
+    10
     """
-    f = np.asarray(frequency, dtype=np.float64)
+    f = np.asarray(frequency)
+    if f.dtype == bool or f.dtype == object or not np.issubdtype(f.dtype, np.number) \
+            or np.issubdtype(f.dtype, np.complexfloating):
+        raise ValueError(f"frequency must be a 1-D array of non-negative counts, got dtype {f.dtype}")
+    f = f.astype(np.float64)
     if f.ndim != 1 or (f.size and (not np.isfinite(f).all() or (f < 0).any())):
         raise ValueError(f"frequency must be a 1-D array of non-negative counts, got shape {f.shape}")
-    _check_choice(method, "split method", SPLIT_METHODS)
+    r = _split_rule(rule, method)
+    return_info = _check_bool(return_info, "return_info")
+    pos = np.sort(np.log10(f[f > 0]))
+    mg = _default_min_group(pos.size) if min_group is None else _check_count(min_group, "min_group")
+    info: dict[str, Any] = {"rule": r, "n_modes": float("nan"), "bic_one": float("nan"),
+                            "bic_two": float("nan"), "min_group": int(mg), "reason": ""}
     if threshold is None:
-        vals = np.unique(np.log10(f[f > 0]))
+        vals = np.unique(pos)
         if vals.size < 2:
-            return np.zeros(f.shape, dtype=bool), float("inf")
-        if method == "gap":
-            i = int(np.argmax(np.diff(vals)))
+            threshold = float("inf")
+            info.update(reason="fewer than two distinct frequencies", n_modes=1 if r == "mixture" else np.nan)
+        elif r == "mixture":
+            c, extra = _mixture_cut(pos, mg)
+            info.update(extra)
+            threshold = float("inf") if c is None else float(10 ** ((pos[c - 1] + pos[c]) / 2))
         else:
-            logs = np.sort(np.log10(f[f > 0]))
-            # Between-group variance for every cut between distinct values.
-            cuts = np.searchsorted(logs, vals[1:], side="left")
-            csum = np.cumsum(logs)
-            n = logs.size
-            w0 = cuts / n
-            mu0 = csum[cuts - 1] / cuts
-            mu1 = (csum[-1] - csum[cuts - 1]) / (n - cuts)
-            i = int(np.argmax(w0 * (1 - w0) * (mu0 - mu1) ** 2))
-        threshold = float(10 ** ((vals[i] + vals[i + 1]) / 2))
+            if r == "largest_gap":
+                i = int(np.argmax(np.diff(vals)))
+            else:
+                # Between-group variance for every cut between distinct values.
+                cuts = np.searchsorted(pos, vals[1:], side="left")
+                csum = np.cumsum(pos)
+                n = pos.size
+                w0 = cuts / n
+                mu0 = csum[cuts - 1] / cuts
+                mu1 = (csum[-1] - csum[cuts - 1]) / (n - cuts)
+                i = int(np.argmax(w0 * (1 - w0) * (mu0 - mu1) ** 2))
+            threshold = float(10 ** ((vals[i] + vals[i + 1]) / 2))
     else:
+        if _is_bool(threshold) or not isinstance(threshold, (numbers.Real, np.integer, np.floating)) \
+                or np.isnan(threshold) or threshold == -np.inf:
+            raise ValueError(f"threshold must be a number of points (or inf), got {threshold!r}")
         threshold = float(threshold)
-        if not np.isfinite(threshold) and threshold != float("inf"):
-            raise ValueError(f"threshold must be a number, got {threshold!r}")
-    return f > threshold, threshold
+        info["reason"] = "threshold given"
+    dom = f > threshold
+    return (dom, threshold, info) if return_info else (dom, threshold)
 
 
 # --------------------------------------------------------------------------- the tensor
@@ -791,6 +1232,10 @@ class InteractionTensor:
     presence_thresholds : ndarray (M,)
         gamma_data used per model (on the normalised scale).
     explained_variance, explained_variance_ratio : ndarray (M, K)
+    signs : ndarray (M, K) int8
+        The orientation each component had in the presence test: the sign of its correlation
+        with its feature's opener (:func:`feature_signs`) when built with ``align_signs=True``,
+        all +1 otherwise (and by default). :attr:`n_flipped` counts the -1s.
     params : dict
         The options that produced the tensor (JSON-serialisable).
     timings : dict
@@ -813,23 +1258,43 @@ class InteractionTensor:
     presence_thresholds: np.ndarray
     explained_variance: np.ndarray
     explained_variance_ratio: np.ndarray
+    signs: np.ndarray | None = None
     params: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.presence = np.asarray(self.presence, dtype=bool)
-        self.assignments = np.asarray(self.assignments, dtype=np.int64)
+        pres = np.asarray(self.presence)
+        if pres.dtype != bool and not (np.issubdtype(pres.dtype, np.integer) and np.isin(pres, (0, 1)).all()):
+            raise ValueError(f"presence must be a boolean array (M, N, K), got dtype {pres.dtype}")
+        self.presence = pres.astype(bool, copy=False)
+        assign = np.asarray(self.assignments)
+        if assign.dtype == bool or not np.issubdtype(assign.dtype, np.integer):
+            raise ValueError(f"assignments must be integers (M, K), got dtype {assign.dtype}")
+        self.assignments = assign.astype(np.int64)
         if self.presence.ndim != 3 or self.assignments.shape != (self.presence.shape[0], self.presence.shape[2]):
             raise ValueError(
                 f"presence (M, N, K) and assignments (M, K) disagree: {self.presence.shape} "
                 f"vs {self.assignments.shape}"
             )
+        mm, _, k = self.presence.shape
         ids = np.unique(self.assignments)
         if ids.size and (ids[0] != 0 or ids[-1] != ids.size - 1):
             raise ValueError("assignments must number the features 0..T-1 without gaps")
         self.openers = np.asarray(self.openers, dtype=np.int64)
         if self.openers.shape != (ids.size,):
             raise ValueError(f"openers must have shape ({ids.size},), got {self.openers.shape}")
+        flat = self.assignments.ravel()
+        if ids.size and ((self.openers < 0).any() or (self.openers >= flat.size).any()
+                         or not np.array_equal(flat[self.openers], ids)):
+            raise ValueError("openers[t] must be the flat index m * K + k of a component of feature t")
+        for name, shape in (("best_corr", (mm, k)), ("explained_variance", (mm, k)),
+                            ("explained_variance_ratio", (mm, k)), ("presence_thresholds", (mm,))):
+            arr = np.asarray(getattr(self, name))
+            if arr.shape != shape or arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+                raise ValueError(f"{name} must be a numeric array of shape {shape}, got shape {arr.shape}, "
+                                 f"dtype {arr.dtype}")
+            setattr(self, name, arr)
+        self.signs = np.ones((mm, k), dtype=np.int8) if self.signs is None else _check_signs(self.signs, (mm, k))
         self._cache: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -858,6 +1323,11 @@ class InteractionTensor:
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.n_models, self.n_points, self.n_features)
+
+    @property
+    def n_flipped(self) -> int:
+        """How many components were flipped to point like their feature's opener (``signs == -1``)."""
+        return int((self.signs < 0).sum())
 
     # ---- dense views
     @property
@@ -900,7 +1370,7 @@ class InteractionTensor:
         per_model : bool, default False
             ``False``: (N,) count over the union of models; ``True``: (M, N), each model's own.
         """
-        if not per_model:
+        if not _check_bool(per_model, "per_model"):
             return self.point_feature_matrix().sum(axis=1)
         out = np.empty((self.n_models, self.n_points), dtype=np.int64)
         for m in range(self.n_models):
@@ -924,15 +1394,17 @@ class InteractionTensor:
         union = size[:, None] + size[None, :] - inter
         return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
-    def dominant_split(self, *, threshold: float | None = None, method: str = "gap") -> tuple[np.ndarray, float]:
+    def dominant_split(self, *, threshold: float | None = None, rule: str | None = None,
+                       method: str | None = None) -> tuple[np.ndarray, float]:
         """Dominant (True) vs rare features by frequency; see :func:`split_frequencies`."""
-        return split_frequencies(self.feature_frequency(), threshold=threshold, method=method)
+        return split_frequencies(self.feature_frequency(), threshold=threshold, rule=rule, method=method)
 
     # ---- tidy tables
-    def features_table(self, *, threshold: float | None = None, method: str = "gap") -> pd.DataFrame:
+    def features_table(self, *, threshold: float | None = None, rule: str | None = None,
+                       method: str | None = None) -> pd.DataFrame:
         """One row per feature: frequency, log10 frequency, models, components, dominant."""
         freq = self.feature_frequency()
-        dom, _ = split_frequencies(freq, threshold=threshold, method=method)
+        dom, _ = split_frequencies(freq, threshold=threshold, rule=rule, method=method)
         flat = self.assignments.ravel()
         first = self.openers
         with np.errstate(divide="ignore"):
@@ -945,13 +1417,16 @@ class InteractionTensor:
             "n_components": np.bincount(flat, minlength=self.n_features),
             "opener_model": first // self.n_components,
             "opener_component": first % self.n_components,
+            "n_flipped": np.bincount(flat, weights=(self.signs.ravel() < 0), minlength=self.n_features
+                                     ).astype(np.int64),
             "dominant": dom,
         })
 
-    def points_table(self, *, threshold: float | None = None, method: str = "gap") -> pd.DataFrame:
+    def points_table(self, *, threshold: float | None = None, rule: str | None = None,
+                     method: str | None = None) -> pd.DataFrame:
         """One row per point: features present (union of models, and mean per model), dominant and rare."""
         pf = self.point_feature_matrix()
-        dom, _ = self.dominant_split(threshold=threshold, method=method)
+        dom, _ = self.dominant_split(threshold=threshold, rule=rule, method=method)
         return pd.DataFrame({
             "point": np.arange(self.n_points),
             "n_features": pf.sum(axis=1),
@@ -961,16 +1436,25 @@ class InteractionTensor:
         })
 
     def components_table(self) -> pd.DataFrame:
-        """One row per model component: its feature, recorded correlation, variance, presence rate."""
+        """One row per model component: its feature, recorded correlation, sign, variance, presence
+        rate, and ``jaccard_with_opener``: the Jaccard overlap of the points where it is present
+        with those where its feature's opener is (1 for openers; near 0 for an anti-aligned
+        member when the tensor was built with ``align_signs=False``)."""
         m, k = np.meshgrid(np.arange(self.n_models), np.arange(self.n_components), indexing="ij")
+        flat = self.presence.transpose(0, 2, 1).reshape(-1, self.n_points)  # (M*K, N)
+        mine, theirs = flat, flat[self.openers[self.assignments.ravel()]]
+        inter = (mine & theirs).sum(axis=1)
+        union = (mine | theirs).sum(axis=1)
         return pd.DataFrame({
             "model": m.ravel(),
             "component": k.ravel(),
             "feature": self.assignments.ravel(),
             "best_corr": self.best_corr.ravel().astype(np.float64),
+            "sign": self.signs.ravel().astype(np.int64),
             "explained_variance": self.explained_variance.ravel(),
             "explained_variance_ratio": self.explained_variance_ratio.ravel(),
             "presence_rate": self.presence.mean(axis=1).ravel(),
+            "jaccard_with_opener": np.where(union > 0, inter / np.maximum(union, 1), 1.0),
         })
 
     # ---- persistence
@@ -988,31 +1472,53 @@ class InteractionTensor:
             presence_thresholds=np.asarray(self.presence_thresholds, dtype=np.float64),
             explained_variance=np.asarray(self.explained_variance, dtype=np.float64),
             explained_variance_ratio=np.asarray(self.explained_variance_ratio, dtype=np.float64),
+            signs=np.asarray(self.signs, dtype=np.int8),
             params=np.asarray(json.dumps(self.params, sort_keys=True)),
         )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "InteractionTensor":
-        """Read a file written by :meth:`save`."""
+        """Read a file written by :meth:`save` (format 2, or format 1: written before sign
+        alignment, read with all signs +1). A truncated or inconsistent file is refused."""
         z = load_npz(path)
-        missing = {"presence_bits", "presence_shape", "assignments"} - set(z)
+        keys = {"presence_bits", "presence_shape", "assignments", "best_corr", "openers", "corr_threshold",
+                "presence_thresholds", "explained_variance", "explained_variance_ratio", "params"}
+        missing = keys - set(z)
         if missing:
             raise ValueError(f"{path} is not an InteractionTensor file (missing {sorted(missing)})")
-        if int(z.get("format_version", -1)) != _FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported format_version {z.get('format_version')!r}")
-        shape = tuple(int(s) for s in z["presence_shape"])
-        bits = np.unpackbits(z["presence_bits"], count=int(np.prod(shape))).astype(bool)
-        return cls(
-            presence=bits.reshape(shape),
-            assignments=z["assignments"],
-            best_corr=z["best_corr"],
-            openers=z["openers"],
-            corr_threshold=float(z["corr_threshold"]),
-            presence_thresholds=z["presence_thresholds"],
-            explained_variance=z["explained_variance"],
-            explained_variance_ratio=z["explained_variance_ratio"],
-            params=json.loads(str(z["params"])),
-        )
+        version = int(z["format_version"]) if "format_version" in z and z["format_version"].size == 1 else -1
+        if version not in (1, _FORMAT_VERSION) or (version == _FORMAT_VERSION and "signs" not in z):
+            raise ValueError(f"{path}: unsupported format_version {z.get('format_version')!r} "
+                             f"(this version reads 1 and {_FORMAT_VERSION}); rebuild the tensor")
+        shape_arr = z["presence_shape"]
+        if shape_arr.shape != (3,) or not np.issubdtype(shape_arr.dtype, np.integer) or (shape_arr < 0).any():
+            raise ValueError(f"{path}: presence_shape must be 3 non-negative integers, got {shape_arr!r}")
+        shape = tuple(int(s) for s in shape_arr)
+        count = math.prod(shape)
+        bits = z["presence_bits"]
+        if bits.dtype != np.uint8 or bits.ndim != 1 or bits.size != -(-count // 8):
+            raise ValueError(f"{path}: presence_bits holds {bits.size} bytes (dtype {bits.dtype}), but presence "
+                             f"{shape} needs {-(-count // 8)}: the file is truncated or corrupt; rebuild it")
+        try:
+            params = json.loads(str(z["params"]))
+            scalar = float(z["corr_threshold"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: unreadable params or corr_threshold ({err}); rebuild the tensor") from None
+        try:
+            return cls(
+                presence=np.unpackbits(bits, count=count).astype(bool).reshape(shape),
+                assignments=z["assignments"],
+                best_corr=z["best_corr"],
+                openers=z["openers"],
+                corr_threshold=scalar,
+                presence_thresholds=z["presence_thresholds"],
+                explained_variance=z["explained_variance"],
+                explained_variance_ratio=z["explained_variance_ratio"],
+                signs=z.get("signs"),
+                params=params,
+            )
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}; the file is inconsistent, rebuild the tensor") from None
 
     def equals(self, other: "InteractionTensor") -> bool:
         """Bit-for-bit equality of every stored array and option (timings excluded)."""
@@ -1026,22 +1532,32 @@ class InteractionTensor:
             and np.array_equal(self.presence_thresholds, other.presence_thresholds)
             and np.array_equal(self.explained_variance, other.explained_variance)
             and np.array_equal(self.explained_variance_ratio, other.explained_variance_ratio)
+            and np.array_equal(self.signs, other.signs)
             and self.params == other.params
         )
 
 
-def _assemble(pc: ModelComponents, absc_or_corr: np.ndarray, *, corr_quantile: float | None,
+def _tensor_bytes(n_models: int, n_points: int, k: int) -> dict[str, int]:
+    """Peak memory of steps 3-7, sized by the arguments (the PCA's own is in _pca_bytes)."""
+    mk = n_models * k
+    return {"scores": 4 * n_models * n_points * k, "presence": n_models * n_points * k,
+            # z-scored columns with the correlation matrix, or the matrix with the clustering's
+            # |C| copy and comparison mask and the threshold's gathered pairs (the larger of the two)
+            "correlations": max(4 * n_points * mk + 4 * mk * mk, 13 * mk * mk)}
+
+
+def _assemble(pc: ModelComponents, corr: np.ndarray, *, corr_quantile: float | None,
               corr_threshold: float | None, presence_quantile: float | None,
               presence_threshold: float | None, presence: str, presence_scale: str,
-              within_model: bool, timings: dict, cluster_cache: dict | None = None,
+              within_model: bool, align_signs: bool, timings: dict, cluster_cache: dict | None = None,
               presence_cache: dict | None = None) -> InteractionTensor:
-    """Steps 4-7 on precomputed PCA and correlations (shared by the build and the sweeps)."""
+    """Steps 4-7 on precomputed PCA and signed correlations (shared by the build and the sweeps)."""
     mm, _, k = pc.scores.shape
     t0 = time.perf_counter()
     if corr_threshold is None:
         if corr_quantile is None:
-            raise ValueError("give corr_quantile or corr_threshold")
-        gamma = correlation_threshold(absc_or_corr, mm, quantile=corr_quantile)
+            raise ValueError("give corr_quantile or corr_threshold (both are None)")
+        gamma = correlation_threshold(corr, mm, quantile=corr_quantile)
     else:
         gamma = float(np.float32(_check_fraction(corr_threshold, "corr_threshold")))
     t1 = time.perf_counter()
@@ -1049,18 +1565,19 @@ def _assemble(pc: ModelComponents, absc_or_corr: np.ndarray, *, corr_quantile: f
     if cluster_cache is not None and key in cluster_cache:
         assign, best, openers = cluster_cache[key]
     else:
-        assign, best, openers = cluster_components(absc_or_corr, gamma, n_models=mm, within_model=within_model,
+        assign, best, openers = cluster_components(corr, gamma, n_models=mm, within_model=within_model,
                                                    return_openers=True)
         if cluster_cache is not None:
             cluster_cache[key] = (assign, best, openers)
+    signs = feature_signs(corr, assign, openers).reshape(mm, k) if align_signs else np.ones((mm, k), np.int8)
     t2 = time.perf_counter()
     pkey = (presence_quantile if presence_threshold is None else None, presence_threshold,
-            presence, presence_scale)
+            presence, presence_scale, signs.tobytes() if presence == "signed" else None)
     if presence_cache is not None and pkey in presence_cache:
         pres, pthr = presence_cache[pkey]
     else:
         pres, pthr = component_presence(pc.scores, quantile=presence_quantile, threshold=presence_threshold,
-                                        rule=presence, scale=presence_scale)
+                                        rule=presence, scale=presence_scale, signs=signs)
         if presence_cache is not None:
             presence_cache[pkey] = (pres, pthr)
     t3 = time.perf_counter()
@@ -1075,6 +1592,7 @@ def _assemble(pc: ModelComponents, absc_or_corr: np.ndarray, *, corr_quantile: f
         "presence": presence,
         "presence_scale": presence_scale,
         "within_model": bool(within_model),
+        "align_signs": bool(align_signs),
     }
     return InteractionTensor(
         presence=pres,
@@ -1085,28 +1603,53 @@ def _assemble(pc: ModelComponents, absc_or_corr: np.ndarray, *, corr_quantile: f
         presence_thresholds=pthr,
         explained_variance=pc.explained_variance,
         explained_variance_ratio=pc.explained_variance_ratio,
+        signs=signs,
         params=params,
         timings=timings,
     )
 
 
-def build_interaction_tensor(activations: Any, *, n_components: int = 50, corr_quantile: float | None = 0.99,
-                             corr_threshold: float | None = None, presence_quantile: float | None = 0.9,
-                             presence_threshold: float | None = None, center: bool = True,
-                             presence: str = "signed", presence_scale: str = "column",
-                             within_model: bool = True, progress: bool = True) -> InteractionTensor:
+def _check_build_options(*, corr_quantile: Any, corr_threshold: Any, presence_quantile: Any,
+                         presence_threshold: Any, presence: Any, presence_scale: Any, within_model: Any,
+                         align_signs: Any) -> None:
+    """Every option of build_interaction_tensor (and the sweeps) checked before any work."""
+    _check_choice(presence, "presence rule", PRESENCE_RULES)
+    _check_choice(presence_scale, "presence_scale", PRESENCE_SCALES)
+    _check_bool(within_model, "within_model")
+    _check_bool(align_signs, "align_signs")
+    if corr_threshold is None:
+        if corr_quantile is None:
+            raise ValueError("give corr_quantile or corr_threshold (both are None)")
+        _check_fraction(corr_quantile, "corr_quantile")
+    else:
+        _check_fraction(corr_threshold, "corr_threshold")
+    if presence_threshold is None:
+        if presence_quantile is None:
+            raise ValueError("give presence_quantile or presence_threshold (both are None)")
+        _check_fraction(presence_quantile, "presence_quantile")
+    else:
+        _check_number(presence_threshold, "presence_threshold", low=-1.0, high=1.0)
+
+
+def build_interaction_tensor(activations: Any, *, n_components: int | str = 50,
+                             corr_quantile: float | None = 0.99, corr_threshold: float | None = None,
+                             presence_quantile: float | None = 0.9, presence_threshold: float | None = None,
+                             center: bool = True, presence: str = "signed", presence_scale: str = "column",
+                             within_model: bool = True, align_signs: bool = True,
+                             progress: bool = True) -> InteractionTensor:
     """Algorithm 1: cluster the models' principal components into features; mark their presence.
 
     Parameters
     ----------
     activations : array (M, N, D) or sequence of M arrays (N, D_m)
         Penultimate-layer activations of M models on the same N points (models may differ in
-        width). float32 stays float32; integer, bool and other inputs are converted to
-        float64. NaN or infinite values, differing N, ``n_components >= N`` or above a
-        model's width or numerical rank raise ``ValueError`` naming the model. Constant
-        (dead) units are allowed: they only lower the rank.
-    n_components : int, default 50
-        K, principal components per model.
+        width); any real dtype (the PCA runs in float64, see :func:`principal_components`).
+        NaN or infinite values, differing N, ``n_components >= N`` or above a model's width or
+        numerical rank raise ``ValueError`` naming the model, as do sizes whose arrays (the
+        (MK x MK) correlation matrix above all) will not fit in memory, before any work.
+        Constant (dead) units are allowed: they only lower the rank.
+    n_components : int or "rank", default 50
+        K, principal components per model; ``"rank"`` = the smallest numerical rank.
     corr_quantile : float, default 0.99
         gamma_corr as this quantile of |C| over cross-model pairs (see
         :func:`correlation_threshold`). A single model has no such pairs and needs
@@ -1126,6 +1669,12 @@ def build_interaction_tensor(activations: Any, *, n_components: int = 50, corr_q
         Normalise each column by its own max |value| (paper) or by the model's.
     within_model : bool, default True
         Let components of the same model join one feature (see :func:`cluster_components`).
+    align_signs : bool, default True
+        Before the presence test, orient every member of a feature by the sign of its
+        correlation with the feature's opener (:func:`feature_signs`), so that all members mark
+        the same tail. ``False`` is Algorithm 1 as written (and the third-party code): an
+        anti-correlated member then marks the opposite points. The signs used are kept in
+        ``signs``; ``n_flipped`` counts the flipped members.
     progress : bool, default True
         tqdm progress bar over the models' PCA.
 
@@ -1144,24 +1693,23 @@ def build_interaction_tensor(activations: Any, *, n_components: int = 50, corr_q
     >>> it.n_features, it.models_per_feature().tolist()
     (3, [3, 3, 3])
     """
-    _check_choice(presence, "presence rule", PRESENCE_RULES)
-    _check_choice(presence_scale, "presence_scale", PRESENCE_SCALES)
-    if corr_threshold is None:
-        if corr_quantile is None:
-            raise ValueError("give corr_quantile or corr_threshold (both are None)")
-        _check_fraction(corr_quantile, "corr_quantile")
-    if presence_threshold is None:
-        if presence_quantile is None:
-            raise ValueError("give presence_quantile or presence_threshold (both are None)")
-        _check_fraction(presence_quantile, "presence_quantile")
-    t0 = time.perf_counter()
-    pc = principal_components(activations, n_components=n_components, center=center, progress=progress)
-    if pc.n_models == 1 and corr_threshold is None:
+    _check_build_options(corr_quantile=corr_quantile, corr_threshold=corr_threshold,
+                         presence_quantile=presence_quantile, presence_threshold=presence_threshold,
+                         presence=presence, presence_scale=presence_scale, within_model=within_model,
+                         align_signs=align_signs)
+    center = _check_bool(center, "center")
+    progress = _check_bool(progress, "progress")
+    models = _as_model_list(activations)
+    mm = len(models)
+    if mm == 1 and corr_threshold is None:
         raise ValueError(
             "a single model has no cross-model correlations to take corr_quantile over: "
             "pass an absolute corr_threshold (each component then stays its own feature "
             "unless within_model correlations exceed it)"
         )
+    t0 = time.perf_counter()
+    pc = _principal_components(models, n_components=n_components, center=center, progress=progress,
+                               later=lambda n, k: _tensor_bytes(mm, n, k))
     t1 = time.perf_counter()
     corr = component_correlations(pc)
     t2 = time.perf_counter()
@@ -1169,6 +1717,6 @@ def build_interaction_tensor(activations: Any, *, n_components: int = 50, corr_q
     it = _assemble(pc, corr, corr_quantile=corr_quantile, corr_threshold=corr_threshold,
                    presence_quantile=presence_quantile, presence_threshold=presence_threshold,
                    presence=presence, presence_scale=presence_scale, within_model=within_model,
-                   timings=timings)
+                   align_signs=align_signs, timings=timings)
     timings["total"] = time.perf_counter() - t0
     return it

@@ -33,6 +33,7 @@ corr_threshold = 0.5       # absolute gamma_corr used for the tensor; None = use
 presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised projections
 presence = "signed"        # presence test on the "signed" normalised value or its "absolute" value
 presence_scale = "column"  # normalise each component by its own max |value| ("column", paper) or the model's ("model")
+align_signs = True         # orient every member of a feature like the component that opened it before the presence test (False: Algorithm 1 as written)
 center = True              # centred PCA (True) or uncentred (False)
 show_models = 4            # models shown in the correlation-matrix picture
 
@@ -58,7 +59,9 @@ print(f"{M} seeds of {config.arch} on {config.data.name}: activations (M, N, D) 
 #
 # Dead ReLU units lower the rank of a model's activations; K must stay below it (the PCA refuses
 # otherwise). Each principal direction's sign is fixed on its scores (positive skewness), so
-# the result does not depend on an arbitrary rotation of a model's units.
+# the result does not depend on an arbitrary rotation of a model's units. The PCA runs in
+# float64 (Gram matrix, eigensolver, projection): a float32 Gram matrix left the low-variance
+# components with errors of 1-5 % of their largest score.
 
 # %%
 ranks = ift.numerical_rank(A)
@@ -132,20 +135,38 @@ print(f"T = {T} features from M*K = {M * K} candidate components; "
       f"{(sizes == 1).sum()} singletons, largest cluster {sizes.max()} components")
 
 # %% [markdown]
+# ## Step 5b: one orientation per feature
+#
+# The clustering matches components by |C|, but a principal direction's sign is arbitrary: the
+# skewness convention leaves nearly symmetric components to chance, and a member that is the
+# *negative* of its feature's opener has its long tail on the opposite points. Before the
+# presence test every member is therefore multiplied by the sign of its correlation with the
+# opener (`feature_signs`; `align_signs=False` keeps Algorithm 1's literal behaviour). How many
+# members that flips, per model:
+
+# %%
+signs = ift.feature_signs(corr, assign, openers).reshape(M, K)
+n_members = M * K - T  # components that are not the opener of their feature
+print(f"{int((signs < 0).sum())} of {n_members} members anti-correlated with their feature's opener "
+      f"(flipped when align_signs=True); per model: {(signs < 0).sum(axis=1).tolist()}")
+
+# %% [markdown]
 # ## Steps 6-7: presence in each point, and the tensor
 #
-# Each component's projection is divided by its largest |value| over the points; the component
-# is present in a point when that exceeds the model's `presence_quantile` of all its normalised
-# values. Omega[m, n, t] is 1 when some component of model m in feature t is present in point n.
+# Each component's projection (oriented like its feature's opener, step 5b) is divided by its
+# largest |value| over the points; the component is present in a point when that exceeds the
+# model's `presence_quantile` of all its normalised values. Omega[m, n, t] is 1 when some component of model m in feature t is present in point n.
 # `build_interaction_tensor` does steps 2-7 in one call, and equals the steps above.
 
 # %%
 it = ift.build_interaction_tensor(A, n_components=K, corr_quantile=corr_quantile, corr_threshold=corr_threshold,
                                   presence_quantile=presence_quantile, presence=presence,
-                                  presence_scale=presence_scale, center=center, progress=False)
+                                  presence_scale=presence_scale, center=center, align_signs=align_signs,
+                                  progress=False)
 assert np.array_equal(it.assignments.ravel(), assign)
+assert np.array_equal(it.signs, signs if align_signs else np.ones_like(signs))
 omega = it.omega
-print(it)
+print(it, f"-- {it.n_flipped} members flipped (align_signs={align_signs})")
 print(f"Omega: shape {omega.shape}, {omega.mean():.2%} ones; gamma_data per model "
       f"{np.round(it.presence_thresholds, 3).tolist()}; timings (s) "
       f"{ {k: round(v, 3) for k, v in it.timings.items()} }")
@@ -153,6 +174,24 @@ print(f"Omega: shape {omega.shape}, {omega.mean():.2%} ones; gamma_data per mode
 # %%
 tplots.cluster_structure(it, max_features=min(it.n_features, 150))
 plt.show()
+
+# %% [markdown]
+# What the orientation does to presence: for every member, the overlap (Jaccard) of the points
+# where it is present with the points where its feature's opener is, with and without the
+# alignment, split by whether the member is anti-correlated with the opener.
+
+# %%
+other = ift.build_interaction_tensor(A, n_components=K, corr_quantile=corr_quantile, corr_threshold=corr_threshold,
+                                     presence_quantile=presence_quantile, presence=presence,
+                                     presence_scale=presence_scale, center=center, align_signs=not align_signs,
+                                     progress=False)
+members = np.setdiff1d(np.arange(M * K), it.openers)
+overlap = pd.DataFrame({
+    "anti-correlated with opener": (signs.ravel() < 0)[members],
+    f"align_signs={align_signs}": it.components_table()["jaccard_with_opener"].to_numpy()[members],
+    f"align_signs={not align_signs}": other.components_table()["jaccard_with_opener"].to_numpy()[members],
+})
+overlap.groupby("anti-correlated with opener").agg(["mean", "count"]).round(3)
 
 # %% [markdown]
 # The features table lists, for each feature, how many points it occurs in (for any model), how
@@ -179,7 +218,8 @@ n_all = int((nmod == it.n_models).sum())
 n_some = int((nmod < it.n_models).sum())
 numbers = (f"(M={it.n_models}, K={K}, gamma_corr={it.corr_threshold:.3f}, T={it.n_features} of M*K={M * K}; "
            f"{n_all} features in all seeds, {n_some} in fewer, {int((nmod == 1).sum())} in one; "
-           f"quantile rule would give gamma_corr={gamma_q:.3f})")
+           f"{int((signs < 0).sum())} of {n_members} members anti-correlated with their opener, "
+           f"{it.n_flipped} flipped; quantile rule would give gamma_corr={gamma_q:.3f})")
 if it.n_features < M * K and n_all > 0 and n_some > 0:
     print("HOLDS: seeds share some features and not others " + numbers)
 else:

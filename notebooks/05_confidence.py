@@ -28,6 +28,7 @@ corr_threshold = 0.5       # absolute gamma_corr; None = use corr_quantile
 presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised projections
 presence = "signed"        # presence test on the "signed" or "absolute" normalised value
 presence_scale = "column"  # normalise by each component's max ("column", paper) or the model's max ("model")
+align_signs = True         # orient every member of a feature like its opener before the presence test (chapter 3)
 per_model = False          # count features per point over the union of seeds (False) or as the mean per seed (True)
 compare_components = [5, 10, 20, 40]  # K values for the sensitivity of the sign
 confidence_level = 0.95    # for the Fisher-z confidence intervals
@@ -48,7 +49,7 @@ acts = activations.ensemble_activations(ensemble, split="test", progress=False)
 rank = int(ift.numerical_rank(acts.activations).min())
 K = int(min(n_components, rank))
 options = dict(corr_quantile=corr_quantile, corr_threshold=corr_threshold, presence_quantile=presence_quantile,
-               presence=presence, presence_scale=presence_scale, progress=False)
+               presence=presence, presence_scale=presence_scale, align_signs=align_signs, progress=False)
 it = ift.build_interaction_tensor(acts.activations, n_components=K, **options)
 probs, labels = acts.probs, acts.labels
 print(f"{config.arch} on {config.data.name}: {it}; ensemble accuracy of single seeds "

@@ -2,6 +2,8 @@
 brute force, and threshold sweeps against direct builds."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,14 +36,16 @@ def make_tensor(presence, assignments):
                              explained_variance=np.ones((m, k)), explained_variance_ratio=np.full((m, k), 1 / k))
 
 
-def long_tail_tensor(seed=0, n_models=6, n_points=1000):
-    """Features 0-2 are dominant (every model, in 40% of points); 3.. are rare (one model, ~1%)."""
+def long_tail_tensor(seed=0, n_models=6, n_points=1000, n_dominant=3):
+    """Features 0..n_dominant-1 are dominant (every model, in 40% of points); the others are
+    rare (two per model, each in one model, ~1% of points)."""
     rng = np.random.default_rng(seed)
-    k = 5  # 3 shared + 2 own components per model
-    assign = np.array([[0, 1, 2, 3 + 2 * m, 4 + 2 * m] for m in range(n_models)])
+    d = n_dominant
+    k = d + 2  # d shared + 2 own components per model
+    assign = np.array([list(range(d)) + [d + 2 * m, d + 1 + 2 * m] for m in range(n_models)])
     pres = np.zeros((n_models, n_points, k), dtype=bool)
-    pres[:, :, :3] = rng.random((1, n_points, 3)) < 0.4
-    pres[:, :, 3:] = rng.random((n_models, n_points, 2)) < 0.01
+    pres[:, :, :d] = rng.random((1, n_points, d)) < 0.4
+    pres[:, :, d:] = rng.random((n_models, n_points, 2)) < 0.01
     return make_tensor(pres, assign)
 
 
@@ -91,28 +95,115 @@ def test_spearman_ci_matches_scipy_and_covers():
 
 
 # --------------------------------------------------------------------------- O1
+def frequency_tensor(freq, n_points=None, seed=0):
+    """One model, one component per feature; feature t present in exactly ``freq[t]`` points."""
+    freq = np.asarray(freq, dtype=int)
+    n = int(freq.max()) + 1 if n_points is None else n_points
+    rng = np.random.default_rng(seed)
+    pres = np.zeros((1, n, freq.size), dtype=bool)
+    for t, f in enumerate(freq):
+        pres[0, rng.choice(n, f, replace=False), t] = True
+    return make_tensor(pres, np.arange(freq.size)[None, :])
+
+
 def test_o1_long_tail_holds_on_long_tail():
-    it = long_tail_tensor()
+    it = long_tail_tensor(n_models=10, n_dominant=5)  # 5 dominant features, 20 rare
     o = o1_long_tail(it)
-    assert isinstance(o, Observation) and o.name == "O1"
-    assert o.stats["n_dominant"] == 3 and o.statistic == pytest.approx(3 / it.n_features)
-    assert o.holds and o.stats["skew_frequency"] > 0
+    assert isinstance(o, Observation) and o.name == "O1" and o.stats["decided_by"] == "skew_frequency"
+    assert o.statistic == pytest.approx(sps.skew(it.feature_frequency()))
+    assert o.ci[0] > 0 and o.holds
+    # The mixture split finds the planted groups: 5 dominant features in every model.
+    assert o.stats["n_modes"] == 2 and o.stats["n_dominant"] == 5 and o.stats["frac_dominant"] == 0.2
     assert o.stats["dominant_share_of_occurrences"] > 0.8
     assert o.summary().startswith("HOLDS O1")
     assert list(o.table["frequency"]) == list(it.feature_frequency())
+    assert o.table["dominant"].tolist() == [True] * 5 + [False] * 20
+    # Deterministic (seeded bootstrap), and the old rule still selectable by name.
+    assert o1_long_tail(it).ci == o.ci
+    assert o1_long_tail(it, split_rule="largest_gap").stats["n_dominant"] == 5
+    assert o1_long_tail(it, split_method="gap").stats["split_rule"] == "largest_gap"
+    # Three dominant features are as many as the bootstrap's lower end ignores (each resample
+    # misses all three with probability ~e^-3 > 2.5 %): 3 of 15 is no established tail.
+    small = o1_long_tail(long_tail_tensor())
+    assert small.statistic > 1 and small.ci[0] < 0 and not small.holds
 
 
-def test_o1_does_not_hold_on_flat_frequencies():
+def test_o1_on_planted_frequency_sets():
+    rng = np.random.default_rng(1)
+    n = 5000
+    long_tail = np.clip(np.round(10 ** rng.normal(2.0, 0.4, 120)), 1, n)
+    symmetric = np.round(rng.normal(800, 60, 120))
+    bimodal = np.r_[np.round(rng.normal(150, 20, 100)), np.round(rng.normal(2500, 300, 12))]
+    cases = {
+        "log-normal": (long_tail, True),
+        "few dominant, many rare (bimodal)": (bimodal, True),
+        "symmetric": (symmetric, False),
+        "mirrored (left tail)": (n - long_tail, False),
+        # One outlying feature cannot decide: not one far above a symmetric set ...
+        "symmetric + one at N": (np.r_[symmetric, n], False),
+        # ... nor one far below a long tail (the book's run had one feature at < 54 points).
+        "log-normal + one at 1": (np.r_[long_tail, 1], True),
+    }
+    for name, (freq, expected) in cases.items():
+        o = o1_long_tail(frequency_tensor(freq, n))
+        assert o.holds == expected, (name, o.statistic, o.ci)
+        assert o.statistic == pytest.approx(sps.skew(freq)), name
+    # The outlier makes the skewness itself huge: the bootstrap's lower end is what ignores it.
+    sym_out = o1_long_tail(frequency_tensor(np.r_[symmetric, n], n))
+    assert sym_out.statistic > 5 and sym_out.ci[0] < 0 < sym_out.ci[1]
+    # Mixture split: no second mode in the log-normal (the largest gap isolates the outlier),
+    # two modes in the bimodal set, with its planted dominant group.
+    o = o1_long_tail(frequency_tensor(np.r_[long_tail, 1], n))
+    assert o.stats["n_modes"] == 1 and o.stats["n_dominant"] == 0
+    gap = o1_long_tail(frequency_tensor(np.r_[long_tail, 1], n), split_rule="largest_gap")
+    assert gap.stats["n_dominant"] in (1, long_tail.size)
+    o = o1_long_tail(frequency_tensor(bimodal, n))
+    assert o.stats["n_modes"] == 2 and o.table["dominant"].tolist() == [False] * 100 + [True] * 12
+
+
+def test_o1_statistics_against_definitions():
     rng = np.random.default_rng(0)
     pres = rng.random((3, 500, 4)) < 0.2  # every feature in ~20% of points
     it = make_tensor(pres, np.arange(12).reshape(3, 4))
     o = o1_long_tail(it, split_threshold=1000)  # nothing above: no dominant features
-    assert not o.holds and o.stats["n_dominant"] == 0
-    assert o.summary().startswith("DOES NOT HOLD")
-    # Gini against its definition (mean absolute difference over twice the mean).
+    assert o.stats["n_dominant"] == 0 and o.stats["split_rule"] == "threshold"
     f = it.feature_frequency().astype(float)
+    # Gini against its definition (mean absolute difference over twice the mean).
     gini = np.abs(f[:, None] - f[None, :]).sum() / (2 * f.size**2 * f.mean())
     assert o.stats["gini"] == pytest.approx(gini)
+    # Top 10 % share by brute force: ceil(0.1 * 12) = 2 largest.
+    assert o.stats["top10_share_of_occurrences"] == pytest.approx(sum(sorted(f)[-2:]) / f.sum())
+    # The bootstrap interval by a plain loop over resamples drawn the same way.
+    rng = np.random.default_rng(0)
+    skews = []
+    for start in range(0, 2000, 250):
+        idx = rng.integers(0, f.size, size=(250, f.size))
+        skews += [sps.skew(f[row]) for row in idx if np.ptp(f[row]) > 0]
+    assert o.ci == pytest.approx((np.quantile(skews, 0.025), np.quantile(skews, 0.975)))
+
+
+def test_o1_error_rates_by_simulation():
+    # Under no long tail (normal frequencies) the claim is accepted rarely; under a log-normal
+    # tail almost always.
+    rng = np.random.default_rng(2)
+    kw = dict(n_bootstrap=400, split_threshold=np.inf)  # the verdict needs no split
+    false_pos = sum(o1_long_tail(frequency_tensor(np.round(rng.normal(800, 60, 100)), 2000, seed=r),
+                                 seed=r, **kw).holds for r in range(60))
+    power = sum(o1_long_tail(frequency_tensor(np.round(10 ** rng.normal(2.0, 0.3, 100)), 2000, seed=r),
+                             seed=r, **kw).holds for r in range(30))
+    assert false_pos / 60 <= 0.1 and power / 30 >= 0.9
+
+
+def test_o1_option_errors():
+    it = long_tail_tensor()
+    with pytest.raises(ValueError, match="n_bootstrap must be an integer >= 1, got True"):
+        o1_long_tail(it, n_bootstrap=True)
+    with pytest.raises(ValueError, match="unknown split split_rule 'median'"):
+        o1_long_tail(it, split_rule="median")
+    with pytest.raises(ValueError, match="confidence_level"):
+        o1_long_tail(it, confidence_level=1.5)
+    with pytest.raises(ValueError, match="tensor must be an InteractionTensor"):
+        o1_long_tail(it.presence)
 
 
 # --------------------------------------------------------------------------- O2
@@ -268,17 +359,48 @@ def test_sweep_equals_direct_builds(sweep_data, monkeypatch):
             kw.update(presence_threshold=row.presence_value)
         it = build_interaction_tensor(acts, n_components=6, progress=False, **kw)
         assert row.T == it.n_features and row.gamma_corr == it.corr_threshold
-        assert row.presence_rate == it.presence.mean()
-        assert row.o1_frac_dominant == o1_long_tail(it).statistic
+        assert row.presence_rate == it.presence.mean() and row.n_flipped == it.n_flipped
+        o1 = o1_long_tail(it)
+        assert (row.o1_skew, row.o1_low, row.o1_high) == (o1.statistic, *o1.ci)
+        assert row.o1_frac_dominant == o1.stats["frac_dominant"] and row.o1_holds == o1.holds
         assert row.o2_rho == pytest.approx(o2_features_vs_confidence(it, probs, labels).statistic, nan_ok=True)
         assert row.o3_rho == pytest.approx(o3_feature_sharing(it).statistic, nan_ok=True)
         o4 = o4_overlap_vs_agreement(it, preds, n_permutations=0)
         assert row.o4_rho == pytest.approx(o4.statistic, nan_ok=True)
         assert row.o4_low == pytest.approx(o4.ci[0], nan_ok=True)
-    # gamma_corr grows with its quantile; presence is independent of gamma_corr.
+    # gamma_corr grows with its quantile; presence does not depend on gamma_corr (at align_signs=
+    # False: with alignment the flipped members, hence presence, follow the clustering).
     q = df[(df.corr_rule == "quantile") & (df.presence_value == 0.9)].sort_values("corr_value")
     assert q["gamma_corr"].is_monotonic_increasing and q["gamma_corr"].is_unique
-    assert df.groupby(["presence_rule", "presence_value"])["presence_rate"].nunique().eq(1).all()
+
+
+def test_sweep_align_and_split_axes(sweep_data):
+    acts, probs, labels, preds = sweep_data
+    df = sweep_thresholds(acts, n_components=6, corr_quantiles=[0.9], corr_thresholds=[0.5],
+                          presence_quantiles=[0.8, 0.9], align_signs=(True, False),
+                          split_rule=("mixture", "largest_gap"), probs=probs, labels=labels, preds=preds,
+                          n_bootstrap=300, progress=False)
+    assert len(df) == 2 * 2 * 2 * 2
+    assert df.groupby(["align_signs", "split_rule"]).size().eq(4).all()
+    for row in df.itertuples():
+        kw = dict(corr_quantile=row.corr_value) if row.corr_rule == "quantile" else dict(corr_threshold=row.corr_value)
+        it = build_interaction_tensor(acts, n_components=6, presence_quantile=row.presence_value,
+                                      align_signs=row.align_signs, progress=False, **kw)
+        assert row.n_flipped == it.n_flipped and row.presence_rate == it.presence.mean()
+        o1 = o1_long_tail(it, split_rule=row.split_rule, n_bootstrap=300)
+        assert (row.o1_skew, row.o1_low) == (o1.statistic, o1.ci[0])
+        assert row.o1_n_modes == o1.stats["n_modes"] or np.isnan(o1.stats["n_modes"])
+        o3 = o3_feature_sharing(it, split_rule=row.split_rule)
+        assert row.o3_holds == o3.holds
+        assert row.o2_rho == pytest.approx(o2_features_vs_confidence(it, probs, labels).statistic, nan_ok=True)
+    # Without alignment nothing is flipped, and presence then does not depend on gamma_corr.
+    lit = df[~df.align_signs]
+    assert (lit.n_flipped == 0).all()
+    assert lit.groupby("presence_value")["presence_rate"].nunique().eq(1).all()
+    with pytest.raises(ValueError, match="split rule once"):
+        sweep_thresholds(acts, n_components=6, split_rule="otsu", split_method="gap", progress=False)
+    with pytest.raises(ValueError, match="align_signs must be True or False"):
+        sweep_thresholds(acts, n_components=6, align_signs=("yes",), progress=False)
 
 
 def test_sweep_without_o2_o4_and_errors(sweep_data):

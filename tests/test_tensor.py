@@ -20,22 +20,25 @@ from ift_core.tensor import (
     component_correlations,
     component_presence,
     correlation_threshold,
+    feature_signs,
     principal_components,
     split_frequencies,
 )
 
 
 # --------------------------------------------------------------------------- references
-def reference_cluster(corr, gamma):
+def reference_cluster(corr, gamma, *, return_openers=False):
     """Algorithm 1 as written: plain loops over openers and candidates, Python scalars."""
     p = len(corr)
     gamma = np.float32(gamma)
     assign = [-1] * p
     best = [-math.inf] * p
+    openers = []
     c = 0
     for i in range(p):
         if assign[i] != -1:
             continue
+        openers.append(i)
         for j in range(p):
             v = min(abs(np.float32(corr[i][j])), np.float32(1.0))
             if v > gamma and v > best[j]:
@@ -45,12 +48,25 @@ def reference_cluster(corr, gamma):
             assign[i] = c
             best[i] = min(abs(np.float32(corr[i][i])), np.float32(1.0))
         c += 1
-    return np.array(assign, dtype=np.int64), np.array(best, dtype=np.float32)
+    out = (np.array(assign, dtype=np.int64), np.array(best, dtype=np.float32))
+    return out + (np.array(openers, dtype=np.int64),) if return_openers else out
 
 
-def reference_presence(scores, quantile, rule="signed", scale="column", threshold=None):
-    """Presence by loops over models, components and points."""
+def reference_signs(corr, assign, openers):
+    """The sign rule by loops: each member takes the sign of its correlation with its feature's opener."""
+    out = []
+    for j in range(len(assign)):
+        opener = openers[assign[j]]
+        out.append(-1 if corr[opener][j] < 0 else 1)
+    return np.array(out, dtype=np.int8)
+
+
+def reference_presence(scores, quantile, rule="signed", scale="column", threshold=None, signs=None):
+    """Presence by loops over models, components and points (``signs`` (M, K) flips columns first)."""
     m_, n_, k_ = scores.shape
+    if signs is not None:
+        scores = np.stack([[scores[m, :, k] * np.float32(signs[m][k]) for k in range(k_)] for m in range(m_)]
+                          ).transpose(0, 2, 1)
     out = np.zeros(scores.shape, dtype=bool)
     for m in range(m_):
         if scale == "column":
@@ -263,13 +279,21 @@ def test_pipeline_equals_loop_reference_on_small_input():
     # gamma_corr: the quantile over cross-model pairs gathered by loops.
     cross = [abs(corr[i, j]) for i in range(15) for j in range(i + 1, 15) if i // 5 != j // 5]
     assert it.corr_threshold == float(np.float32(np.quantile(np.array(cross, dtype=np.float32), 0.9)))
-    # Clustering, presence and omega: bit for bit against the loops on the same inputs.
-    a_ref, b_ref = reference_cluster(corr, it.corr_threshold)
+    # Clustering, signs, presence and omega: bit for bit against the loops on the same inputs.
+    a_ref, b_ref, o_ref = reference_cluster(corr, it.corr_threshold, return_openers=True)
     assert np.array_equal(it.assignments.ravel(), a_ref)
     assert np.array_equal(it.best_corr.ravel(), b_ref)
-    pres_ref = reference_presence(pc.scores, 0.8)
+    assert np.array_equal(it.openers, o_ref)
+    s_ref = reference_signs(corr, a_ref, o_ref).reshape(3, 5)
+    assert np.array_equal(it.signs, s_ref) and it.n_flipped == int((s_ref < 0).sum())
+    pres_ref = reference_presence(pc.scores, 0.8, signs=s_ref)
     assert np.array_equal(it.presence, pres_ref)
     assert np.array_equal(it.omega, reference_omega(pres_ref, a_ref.reshape(3, 5)))
+    # align_signs=False is Algorithm 1 as written: the same partition, presence on the raw signs.
+    lit = build_interaction_tensor(acts, n_components=5, corr_quantile=0.9, presence_quantile=0.8,
+                                   align_signs=False, progress=False)
+    assert np.array_equal(lit.assignments, it.assignments) and lit.n_flipped == 0
+    assert np.array_equal(lit.presence, reference_presence(pc.scores, 0.8))
     # An independent float64 correlation gives the same clustering at an absolute threshold.
     it2 = build_interaction_tensor(acts, n_components=5, corr_threshold=0.3, progress=False)
     assert np.array_equal(it2.assignments.ravel(), reference_cluster(reference_corr(pc.scores), 0.3)[0])
@@ -391,12 +415,14 @@ def test_tables(small_tensor):
 
 
 def test_split_frequencies_rules():
-    dom, thr = split_frequencies([1, 2, 3, 300, 400, 0])
+    dom, thr = split_frequencies([1, 2, 3, 300, 400, 0], rule="largest_gap")
     assert dom.tolist() == [False, False, False, True, True, False] and thr == pytest.approx(30.0)
+    # The older keyword and name still select the same rule.
+    assert split_frequencies([1, 2, 3, 300, 400, 0], method="gap")[1] == thr
     # One outlier: the largest gap isolates it; Otsu splits the two groups.
     f = np.r_[np.full(10, 5), np.full(10, 40), 5000]
-    assert split_frequencies(f)[0].sum() == 1
-    assert split_frequencies(f, method="otsu")[0].sum() == 11
+    assert split_frequencies(f, rule="largest_gap")[0].sum() == 1
+    assert split_frequencies(f, rule="otsu")[0].sum() == 11
     # Brute-force Otsu: maximise between-group variance over all cuts of log frequency.
     rng = np.random.default_rng(0)
     g = np.round(10 ** rng.uniform(0, 3, 50))
@@ -411,10 +437,13 @@ def test_split_frequencies_rules():
     assert np.array_equal(dom, g >= 10**cut - 1e-9)
     # A given threshold; no split possible.
     assert split_frequencies([5, 10, 20], threshold=10)[0].tolist() == [False, False, True]
-    dom, thr = split_frequencies([7, 7, 7])
-    assert not dom.any() and thr == math.inf
-    with pytest.raises(ValueError, match="method"):
+    for rule in ("mixture", "largest_gap", "otsu"):
+        dom, thr = split_frequencies([7, 7, 7], rule=rule)
+        assert not dom.any() and thr == math.inf
+    with pytest.raises(ValueError, match="split rule 'median'"):
         split_frequencies([1, 2], method="median")
+    with pytest.raises(ValueError, match="differ"):
+        split_frequencies([1, 2], rule="otsu", method="gap")
     with pytest.raises(ValueError, match="non-negative"):
         split_frequencies([1, -2])
 
@@ -524,7 +553,8 @@ def test_shape_errors(acts3):
     with pytest.raises(ValueError, match="no models"):
         build_interaction_tensor([], n_components=3, progress=False)
     with pytest.raises(ValueError, match="numeric"):
-        build_interaction_tensor([np.array([["a", "b"], ["c", "d"]])], n_components=1, progress=False)
+        build_interaction_tensor([np.array([["a", "b"], ["c", "d"]])], n_components=1, corr_threshold=0.5,
+                                 progress=False)
     with pytest.raises(ValueError, match="n_components"):
         build_interaction_tensor(acts3, n_components=0, progress=False)
 
@@ -608,3 +638,230 @@ def test_module_is_numpy_only():
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert "torch" not in names
     assert set(T.__all__) <= set(dir(T))
+
+
+# --------------------------------------------------------------------------- sign alignment
+def planted_symmetric(seed, *, n_models=6, n_points=3000, width=24, n_lat=6, noise=0.05):
+    """Shared latents whose values are mirrored: +v on 10 % of the points, -v on another 10 %.
+
+    Each latent alone has zero skewness, so the PCA sign convention leaves each model's
+    orientation of it to the noise: the members of one feature get random signs in different
+    models (and each model also embeds it with a random sign). Returns activations and the
+    two point sets (A: positive tail, B: negative tail) of every latent.
+    """
+    rng = np.random.default_rng(seed)
+    scales = np.geomspace(10.0, 2.0, n_lat)
+    vals = np.zeros((n_lat, n_points))
+    tails = []
+    n_on = n_points // 10
+    for lat in range(n_lat):
+        idx = rng.permutation(n_points)[:2 * n_on]
+        u = scales[lat] * (1.0 + 0.5 * rng.random(n_on))
+        vals[lat, idx[:n_on]] = u
+        vals[lat, idx[n_on:]] = -u
+        tails.append((set(idx[:n_on].tolist()), set(idx[n_on:].tolist())))
+    acts = np.empty((n_models, n_points, width), dtype=np.float32)
+    for m in range(n_models):
+        h = vals.T * rng.choice([-1.0, 1.0], size=n_lat)
+        q, _ = np.linalg.qr(rng.standard_normal((width, width)))
+        acts[m] = (h @ q[:, :n_lat].T + noise * rng.standard_normal((n_points, width))).astype(np.float32)
+    return acts, tails
+
+
+def _jaccard(a, b):
+    a, b = set(np.flatnonzero(a).tolist()), set(np.flatnonzero(b).tolist())
+    return len(a & b) / max(len(a | b), 1)
+
+
+def test_sign_alignment_gives_overlapping_presence_sets():
+    acts, tails = planted_symmetric(0)
+    kw = dict(n_components=6, corr_threshold=0.5, progress=False)
+    it = build_interaction_tensor(acts, **kw)
+    lit = build_interaction_tensor(acts, align_signs=False, **kw)
+    assert it.n_features == 6 and np.array_equal(it.assignments, lit.assignments)
+    assert np.array_equal(it.models_per_feature(), np.full(6, 6))
+    flipped = it.signs.ravel() < 0
+    assert 5 <= it.n_flipped == flipped.sum() <= 31  # the planted signs are random: some, not all
+    assert it.params["align_signs"] is True and lit.params["align_signs"] is False
+    assert lit.n_flipped == 0 and not (lit.signs < 0).any()
+    pres, raw = it.presence.transpose(0, 2, 1).reshape(-1, it.n_points), lit.presence.transpose(0, 2, 1).reshape(
+        -1, it.n_points)
+    flat = it.assignments.ravel()
+    aligned, literal = [], []
+    for j in range(flat.size):
+        o = it.openers[flat[j]]
+        if o != j:
+            aligned.append(_jaccard(pres[j], pres[o]))
+            literal.append((flipped[j], _jaccard(raw[j], raw[o])))
+    assert min(aligned) > 0.8  # every member marks the opener's points
+    # components_table's jaccard_with_opener is the same overlap (1 for openers).
+    members = np.setdiff1d(np.arange(flat.size), it.openers)
+    ct, lct = it.components_table(), lit.components_table()
+    np.testing.assert_allclose(ct["jaccard_with_opener"].to_numpy()[members], aligned)
+    np.testing.assert_allclose(lct["jaccard_with_opener"].to_numpy()[members], [j for _, j in literal])
+    assert (ct["jaccard_with_opener"].to_numpy()[it.openers] == 1).all()
+    assert max(jac for f, jac in literal if f) < 0.02  # anti-aligned members mark the other tail
+    assert min(jac for f, jac in literal if not f) > 0.8
+    # Each feature's points are one planted tail with alignment; the union of both without.
+    freq, freq_lit = it.feature_frequency(), lit.feature_frequency()
+    mixed = np.bincount(flat, weights=flipped, minlength=6) > 0
+    assert np.all(freq <= 0.11 * it.n_points)
+    assert np.all(freq_lit[mixed] >= 0.19 * it.n_points)
+    for t in range(6):
+        found = set(np.flatnonzero(it.point_feature_matrix()[:, t]).tolist())
+        assert max(len(found & a) / len(found | a) for tail in tails for a in tail) > 0.9
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_feature_signs_equal_loop_reference(seed):
+    rng = np.random.default_rng(seed)
+    c = _random_corr(rng, 30, 7)
+    a, _, op = cluster_components(c, 0.4, return_openers=True)
+    s = feature_signs(c, a, op)
+    assert s.dtype == np.int8 and np.array_equal(s, reference_signs(c, a, op))
+    assert np.all(s[op] == 1)  # an opener keeps its own orientation
+    assert np.array_equal(feature_signs(c, a.reshape(5, 6), op), s.reshape(5, 6))
+    # Presence with those signs: the loop reference flips the columns first.
+    sc = rng.standard_normal((5, 40, 6)).astype(np.float32) ** 3
+    pres, _ = component_presence(sc, quantile=0.8, signs=s.reshape(5, 6))
+    assert np.array_equal(pres, reference_presence(sc, 0.8, signs=s.reshape(5, 6)))
+    # All-+1 signs are the literal rule, bit for bit.
+    assert np.array_equal(component_presence(sc, quantile=0.8, signs=np.ones((5, 6)))[0],
+                          component_presence(sc, quantile=0.8)[0])
+
+
+# --------------------------------------------------------------------------- PCA accuracy
+def _svd_scores(a, k, center=True):
+    x = a.astype(np.float64)
+    if center:
+        x = x - x.mean(axis=0)
+    u, sv, _ = np.linalg.svd(x, full_matrices=False)
+    return u[:, :k] * sv[:k]
+
+
+@pytest.mark.parametrize("case", [
+    dict(n=2000, width=32, k=20, dtype=np.float32),               # 12 latents, then noise components
+    dict(n=3000, width=64, k=50, dtype=np.float32),
+    dict(n=3000, width=64, k=50, dtype=np.float64),
+    dict(n=2000, width=32, k=20, dtype=np.float32, center=False),
+    dict(n=60, width=200, k=40, dtype=np.float32),                # D > N: the (N, N) Gram matrix
+])
+def test_pca_scores_match_float64_svd_on_every_component(case):
+    # Planted latents up to 1e4 times the noise variance, and K reaching into the noise: a
+    # float32 Gram matrix gave 1-5 % (up to 150 %) errors on those low-variance components.
+    center = case.get("center", True)
+    acts, _, _ = planted(5, n_models=2, n_points=case["n"], width=case["width"], n_pool=10, n_shared=6,
+                         n_distract=2, noise=0.05)
+    acts = (acts + 3.0).astype(case["dtype"])  # an offset, as ReLU activations have
+    pc = principal_components(acts, n_components=case["k"], center=center, progress=False)
+    for m in range(2):
+        ref = _svd_scores(acts[m], case["k"], center)
+        got = pc.scores[m].astype(np.float64)
+        got *= np.sign((got * ref).sum(axis=0))  # compare directions up to sign
+        rel = np.abs(got - ref).max(axis=0) / np.abs(ref).max(axis=0)
+        assert rel.max() < 1e-4, (m, rel.argmax(), rel.max())
+        var = ref.var(axis=0) if center else (ref**2).mean(axis=0)
+        np.testing.assert_allclose(pc.explained_variance[m], var, rtol=1e-5)
+
+
+def test_scale_does_not_change_the_tensor():
+    # Huge and tiny activations (within float32's range for the scores) give the same tensor: a
+    # float32 Gram matrix overflowed near 3e18 and underflowed near 1e-25 (17 % of presence
+    # entries differed, NaN explained-variance ratios). Powers of two scale exactly.
+    acts, _, _ = planted(6, n_models=3, n_points=600, width=16, n_pool=6, n_shared=4, n_distract=1)
+    kw = dict(n_components=5, corr_threshold=0.5, progress=False)
+    base = build_interaction_tensor(acts, **kw)
+    for factor, dtype in [(2.0**62, np.float32), (2.0**-84, np.float32), (2.0**100, np.float64),
+                          (2.0**-90, np.float64)]:
+        it = build_interaction_tensor((acts.astype(np.float64) * factor).astype(dtype), **kw)
+        assert np.array_equal(it.assignments, base.assignments)
+        assert (it.presence != base.presence).mean() < 1e-3
+        assert np.all(np.isfinite(it.explained_variance_ratio))
+        np.testing.assert_allclose(it.explained_variance_ratio, base.explained_variance_ratio, rtol=1e-5)
+
+
+def test_n_components_rank():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 80, 10)).astype(np.float32)
+    a[1, :, 6:] = 0.0  # model 1 has rank 6
+    assert T.numerical_rank(a).tolist() == [10, 6, 10]
+    pc = principal_components(a, n_components="rank", progress=False)
+    assert pc.n_components == 6
+    assert np.array_equal(pc.scores, principal_components(a, n_components=6, progress=False).scores)
+    it = build_interaction_tensor(a, n_components="rank", corr_threshold=0.5, progress=False)
+    assert it.n_components == 6 and it.params["n_components"] == 6
+
+
+# --------------------------------------------------------------------------- the mixture split
+def _log_normal_counts(rng, center, spread, size):
+    return np.round(10 ** rng.normal(center, spread, size)).astype(int)
+
+
+def test_mixture_split_on_planted_frequency_sets():
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    rare, dom = _log_normal_counts(rng, 2.0, 0.15, 80), _log_normal_counts(rng, 3.3, 0.15, 20)
+    bimodal = np.r_[rare, dom]
+    truth = np.r_[np.zeros(80, bool), np.ones(20, bool)]
+    d, thr, info = split_frequencies(bimodal, return_info=True)
+    assert info["n_modes"] == 2 and info["bic_two"] < info["bic_one"] and np.array_equal(d, truth)
+    assert rare.max() < thr < dom.min()
+    # sklearn's own two-component fit labels the same features (its default variance floor).
+    x = np.log10(bimodal).reshape(-1, 1)
+    gm = GaussianMixture(2, n_init=5, random_state=1).fit(x)
+    assert np.array_equal(gm.predict(x) == gm.means_.argmax(), d)
+    assert gm.bic(x) < GaussianMixture(1).fit(x).bic(x)
+    # One mode (a log-normal, right-skewed in counts): no split, and it says so.
+    uni = _log_normal_counts(rng, 2.5, 0.3, 100)
+    d, thr, info = split_frequencies(uni, return_info=True)
+    assert info["n_modes"] == 1 and not d.any() and thr == math.inf and "no second mode" in info["reason"]
+    # One outlying feature cannot decide: it is no group of its own under the mixture rule,
+    # while the largest gap splits it off (111 of 112 features dominant on the book's run).
+    for outlier in (10**5, 3):
+        f = np.r_[uni, outlier]
+        d, thr, info = split_frequencies(f, return_info=True)
+        assert not d.any() and info["n_modes"] == 1
+        gap = split_frequencies(f, rule="largest_gap")[0]
+        assert gap.sum() in (1, f.size - 1)
+        d2 = split_frequencies(np.r_[bimodal, outlier])[0]
+        assert np.array_equal(d2[:-1], truth)
+    # min_group: two dominant features are no group by default, and a group with min_group=2.
+    tiny = np.r_[rare, dom[:2] * 10]
+    assert not split_frequencies(tiny)[0].any()
+    assert split_frequencies(tiny, min_group=2)[0].sum() == 2
+    # Deterministic.
+    assert split_frequencies(bimodal, return_info=True)[2] == split_frequencies(bimodal, return_info=True)[2]
+
+
+# --------------------------------------------------------------------------- persistence (signs)
+def test_save_load_keeps_signs_and_reads_format_1(tmp_path):
+    acts, _ = planted_symmetric(1, n_models=3, n_points=800, width=12, n_lat=4)
+    it = build_interaction_tensor(acts, n_components=4, corr_threshold=0.5, progress=False)
+    assert it.n_flipped > 0
+    back = InteractionTensor.load(it.save(tmp_path / "it.npz"))
+    assert back.equals(it) and back.n_flipped == it.n_flipped
+    # A format-1 file (before sign alignment) reads with all signs +1.
+    with np.load(tmp_path / "it.npz", allow_pickle=False) as z:
+        old = {k: z[k] for k in z.files if k != "signs"}
+    old["format_version"] = np.int64(1)
+    np.savez(tmp_path / "v1.npz", **old)
+    v1 = InteractionTensor.load(tmp_path / "v1.npz")
+    assert v1.n_flipped == 0 and np.array_equal(v1.presence, it.presence)
+
+
+def test_pca_threads_do_not_change_a_bit(monkeypatch):
+    # Whole models run on worker threads (BLAS at one thread each): any number of workers
+    # gives the same scores, ranks and tensor, bit for bit, and reads a lazy input once per model.
+    acts, _, _ = planted(7, n_models=5, n_points=700, width=20, n_pool=8, n_shared=4, n_distract=2)
+    out = []
+    for workers in (1, 3):
+        monkeypatch.setattr(T, "_n_workers", lambda m, w=workers: min(w, m))
+        reads = []
+        lazy = type("Lazy", (), {"__len__": lambda self: 5,
+                                 "__getitem__": lambda self, m: reads.append(m) or acts[m]})()
+        out.append((build_interaction_tensor(lazy, n_components=6, corr_threshold=0.5, progress=False),
+                    T.numerical_rank(acts), reads))
+    assert out[0][0].equals(out[1][0])
+    assert np.array_equal(out[0][1], out[1][1])
+    assert out[0][2] == out[1][2] == [0, 1, 2, 3, 4]

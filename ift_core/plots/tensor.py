@@ -229,8 +229,11 @@ def frequency_histogram(o1: Observation, *, ax: plt.Axes | None = None) -> Figur
     if np.isfinite(thr) and thr > 0:
         ax.axvline(np.log10(thr), color="black", ls="--", lw=1)
         ax.text(np.log10(thr), ax.get_ylim()[1] * 0.95, f" split: {thr:.0f} points", va="top", fontsize=8)
+    st = o.stats
+    modes = "" if not np.isfinite(st.get("n_modes", np.nan)) else f", {int(st['n_modes'])} mode(s)"
     ax.set(xlabel="log10(number of points in which the feature occurs)", ylabel="features",
-           title=f"O1: {o.stats['n_dominant']} dominant of {o.stats['n_features']} features")
+           title=f"O1: skewness {o.statistic:.2f}; {st['n_dominant']} dominant of {st['n_features']} "
+                 f"({st.get('split_rule', '')}{modes})")
     return fig
 
 
@@ -320,11 +323,12 @@ def overlap_vs_agreement(o4: Observation, *, ax: plt.Axes | None = None) -> Figu
 
 
 def threshold_sweep(sweep: pd.DataFrame, *, x: str = "gamma_corr", hue: str = "presence_value",
-                    metrics: Sequence[str] = ("T", "o1_frac_dominant", "o2_rho", "o3_rho", "o4_rho"),
+                    metrics: Sequence[str] = ("T", "o1_skew", "o2_rho", "o3_rho", "o4_rho"),
                     ) -> Figure:
     """How T and the O1-O4 statistics move with the thresholds (one panel per metric).
 
-    Correlations are drawn with their CI band (``*_low``/``*_high`` columns) and a zero line.
+    The statistics that decide a verdict (O1's skewness, the correlations) are drawn with their
+    CI band (``o*_low``/``o*_high`` columns) and a zero line.
 
     Parameters
     ----------
@@ -353,10 +357,10 @@ def threshold_sweep(sweep: pd.DataFrame, *, x: str = "gamma_corr", hue: str = "p
     for ax, metric in zip(axes[0], shown):
         for color, (h, grp) in zip(palette, sweep.sort_values(x).groupby(hue, sort=True)):
             ax.plot(grp[x], grp[metric], marker="o", color=color, label=f"{hue}={h:g}")
-            base = metric[:-4] if metric.endswith("_rho") else None
+            base = metric.split("_")[0] if metric.endswith("_rho") or metric == "o1_skew" else None
             if base and f"{base}_low" in grp:
                 ax.fill_between(grp[x], grp[f"{base}_low"], grp[f"{base}_high"], color=color, alpha=0.15)
-        if metric.endswith("_rho"):
+        if metric.endswith("_rho") or metric == "o1_skew":
             ax.axhline(0, color="black", lw=0.7)
         ax.set(xlabel=x, title=metric)
     axes[0][0].legend(fontsize=7)
