@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 __all__ = ["HEARTBEAT_S", "STALE_S", "POLL_S", "pid_alive", "claim_owner", "claim_is_live", "Claims",
-           "exclusive", "die_with_parent", "owned_tempdir", "remove_stale_temporaries"]
+           "exclusive", "remove_stale_claims", "die_with_parent", "owned_tempdir", "remove_stale_temporaries"]
 
 HEARTBEAT_S = 30.0   # how often an owner refreshes its claims' time stamps
 STALE_S = 600.0      # a claim not refreshed for this long is stale, whoever holds it
@@ -301,6 +301,18 @@ class Claims:
                               f"(polling every {poll_s:g} s; it is taken over if its owner dies)")
                 said = now
             time.sleep(poll_s)
+
+
+def remove_stale_claims(folder: str | os.PathLike, pattern: str = "*.claim") -> list[Path]:
+    """Remove the claims matching ``pattern`` in ``folder`` whose owner has died; return them."""
+    removed = []
+    for path in Path(folder).glob(pattern):
+        owner = claim_owner(path)
+        if owner is not None and not claim_is_live(owner):
+            _break_stale(path, owner)
+            if not path.exists():
+                removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager

@@ -1080,7 +1080,9 @@ def train_ensemble(config: TrainConfig, *, backend: str = "auto", device: Any = 
     else:
         locks.remove_stale_temporaries("ift-ensemble-*")  # left by killed runs
         directory = locks.owned_tempdir("ift-ensemble-")
-    locks.remove_stale_temporaries(".seed_*", dir=directory)  # half-written files of killed writers
+    # What killed runs left: half-written files, claims of dead owners.
+    locks.remove_stale_temporaries(".seed_*", dir=directory)
+    locks.remove_stale_claims(directory, ".seed_*.claim")
     missing = []
     for m in range(config.n_models):
         problem = _checkpoint_problem(directory, config, m, device_type)
