@@ -6,7 +6,10 @@ model's own output gives the logits. :class:`ActivationSet` holds the result
 for an ensemble with its labels, seeds and metadata, and stores it as a
 compressed ``.npz`` (written atomically, metadata as a JSON string, loaded with
 ``allow_pickle=False``). :func:`ensemble_activations` caches one such file per
-split next to the ensemble's checkpoints.
+split next to the ensemble's checkpoints, sealed (:mod:`ift_core.integrity`: its
+sha256 and the ensemble, split and layer it belongs to, checked before use; a
+file that fails is reported and recomputed). Concurrent calls for one ensemble
+extract once: the first claims the file, the others wait for it.
 
 Besides the ensemble's own ``"train"`` and ``"test"`` sets there is the
 ``"subpopulation"`` split: every test image under the data config's
@@ -14,8 +17,10 @@ sub-population transform (:func:`ift_core.data.load_subpopulation_data`, issue 4
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,7 +30,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .internal import as_float_array, as_int_array, load_npz, save_npz_atomic, to_jsonable
+from . import locks
+from .integrity import DamagedFileError, read_sealed, write_sealed
+from .internal import as_float_array, as_int_array, config_key, load_npz, save_npz_atomic, to_jsonable
 from .models import PENULTIMATE_LAYER
 
 __all__ = ["ActivationSet", "extract_activations", "ensemble_activations", "activations_path", "SPLITS"]
@@ -262,15 +269,26 @@ class ActivationSet:
         """(M, N) predicted class of each model (argmax of the logits)."""
         return self.logits.argmax(axis=-1).astype(np.int64)
 
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"activations": self.activations, "logits": self.logits, "labels": self.labels,
+                "seeds": self.seeds, "meta": np.asarray(json.dumps(self.meta, sort_keys=True))}
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write a compressed ``.npz`` atomically (metadata as a JSON string). Returns the path."""
-        return save_npz_atomic(path, activations=self.activations, logits=self.logits, labels=self.labels,
-                               seeds=self.seeds, meta=np.asarray(json.dumps(self.meta, sort_keys=True)))
+        return save_npz_atomic(path, **self._arrays())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ActivationSet":
         """Read a file written by :meth:`save`, never unpickling."""
-        arrays = load_npz(path)
+        return cls._from_arrays(load_npz(path), path)
+
+    def _to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **self._arrays())
+        return buffer.getvalue()
+
+    @classmethod
+    def _from_arrays(cls, arrays: dict[str, np.ndarray], path: Any) -> "ActivationSet":
         missing = {"activations", "logits", "labels", "seeds", "meta"} - set(arrays)
         if missing:
             raise ValueError(f"{path} is not an ActivationSet file: missing {sorted(missing)}")
@@ -291,6 +309,26 @@ def activations_path(ensemble: Any, split: str = "test", layer: str = PENULTIMAT
         split = f"subpopulation-{ensemble.config.data.subpopulation_transform}"
     # Seeds are consecutive (config.seed + m), so first and count name the set.
     return Path(ensemble.directory) / f"activations_{split}_{layer}_s{seeds[0]}_n{len(seeds)}.npz"
+
+
+def _cache_identity(ensemble: Any, split: str, layer: str) -> dict[str, Any]:
+    """What a cached activations file belongs to: the ensemble's config, its seeds, the split and layer."""
+    return {"kind": "activations", "config": config_key(ensemble.config), "seeds": [int(s) for s in ensemble.seeds],
+            "split": split, "layer": layer}
+
+
+def _read_cache(path: Path, identity: dict[str, Any], *, report: bool) -> ActivationSet | None:
+    """The cached set at ``path`` if it passes its seal, else None (reporting a failing file)."""
+    try:
+        payload = read_sealed(path, identity)
+        with np.load(io.BytesIO(payload), allow_pickle=False) as z:
+            return ActivationSet._from_arrays({k: z[k] for k in z.files}, path)
+    except FileNotFoundError:
+        return None
+    except (DamagedFileError, ValueError, OSError) as err:  # ValueError: sealed, yet not an ActivationSet
+        if report:
+            warnings.warn(f"cached activations are not used and are recomputed: {err}", stacklevel=3)
+        return None
 
 
 def ensemble_activations(ensemble: Any, *, split: str = "test", layer: str = PENULTIMATE_LAYER,
@@ -333,8 +371,27 @@ def ensemble_activations(ensemble: Any, *, split: str = "test", layer: str = PEN
     if backend != "ray" and (ray_address is not None or ray_resources is not None):
         raise ValueError(f"ray_address and ray_resources need backend='ray', got backend={backend!r}")
     path = activations_path(ensemble, split, layer)
-    if cache and path.exists():
-        return ActivationSet.load(path)
+    if not cache:
+        return _compute_activations(ensemble, split, layer, batch_size, device, progress, backend, ray_address,
+                                    ray_resources)
+    identity = _cache_identity(ensemble, split, layer)
+    found = _read_cache(path, identity, report=True)
+    if found is not None:
+        return found
+    # One extraction across concurrent runs: claim the file, look again (another run may have
+    # written it while this one waited), else compute and write it.
+    with locks.exclusive(path.with_name(f".{path.name}.claim"), what=path.name):
+        found = _read_cache(path, identity, report=False)
+        if found is not None:
+            return found
+        out = _compute_activations(ensemble, split, layer, batch_size, device, progress, backend, ray_address,
+                                   ray_resources)
+        write_sealed(path, out._to_bytes(), identity)
+    return out
+
+
+def _compute_activations(ensemble: Any, split: str, layer: str, batch_size: int, device: Any, progress: bool,
+                         backend: str, ray_address: str | None, ray_resources: dict | None) -> ActivationSet:
     train, test = ensemble.data()
     if split == "subpopulation":
         from .data import load_subpopulation_data
@@ -356,8 +413,5 @@ def ensemble_activations(ensemble: Any, *, split: str = "test", layer: str = PEN
         "train_accuracy": np.asarray(ensemble.train_accuracy).tolist(),
         "test_accuracy": np.asarray(ensemble.test_accuracy).tolist(),
     }
-    out = ActivationSet(activations=acts, logits=logits, labels=ds.y.numpy().astype(np.int64),
-                        seeds=np.asarray(ensemble.seeds, dtype=np.int64), meta=meta)
-    if cache:
-        out.save(path)
-    return out
+    return ActivationSet(activations=acts, logits=logits, labels=ds.y.numpy().astype(np.int64),
+                         seeds=np.asarray(ensemble.seeds, dtype=np.int64), meta=meta)

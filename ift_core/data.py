@@ -10,9 +10,9 @@ Three data sets, all real:
   ``<folder>/FashionMNIST/raw/``. ``download=True`` fetches them with torchvision.
 * ``"cifar10"`` -- CIFAR-10 (50k/10k, 3x32x32), the paper's data set, read by
   ``torchvision.datasets.CIFAR10`` from ``<folder>/cifar-10-batches-py/`` (same search order, no
-  Debian package). torchvision verifies the files' md5 sums. The only exception is a folder
-  that carries the marker file ``IFT_FORMAT_FIXTURE``: the small committed test fixture written in
-  CIFAR-10's on-disk format, whose checksums cannot match by construction.
+  Debian package). The batches are pickles, so torchvision's md5 check of every file runs before
+  any of them is unpickled, always: no file in the folder can switch it off. (The test suite's
+  small fixture in CIFAR-10's format passes it because the tests substitute its known md5 sums.)
 * ``"digits"`` -- scikit-learn's 8x8 handwritten digits (1797 images, 1x8x8, bundled with
   scikit-learn), split once by a fixed stratified split into 1347 training and 450 test images.
   Tiny: for tests and teaching.
@@ -91,7 +91,6 @@ _FMNIST_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _CIFAR_FOLDER = "cifar-10-batches-py"
-_CIFAR_FIXTURE_MARKER = "IFT_FORMAT_FIXTURE"
 _DIGITS_N_TEST = 450  # 1797 = 1347 + 450, the same 3:1 split as scikit-learn's examples
 _DIGITS_SPLIT_SEED = 0
 _SPLITS = ("train", "test")
@@ -469,35 +468,13 @@ def _read_fashion(folder: str, split: str) -> _Raw:
                 255.0, str(img_path))
 
 
-def _cifar_dataset_class(folder: Path):
-    from torchvision.datasets import CIFAR10
-
-    if not (folder / _CIFAR_FIXTURE_MARKER).is_file():
-        return CIFAR10  # the real thing: torchvision checks every file's md5
-
-    class _FormatFixtureCIFAR10(CIFAR10):
-        """CIFAR10 without the md5 checks, only for folders marked as ift's format fixture."""
-
-        def _check_integrity(self) -> bool:
-            base = Path(self.root) / self.base_folder
-            return all((base / f).is_file() for f, _ in self.train_list + self.test_list)
-
-        def _load_meta(self) -> None:
-            import pickle
-
-            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as fh:
-                self.classes = pickle.load(fh, encoding="latin1")[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-    return _FormatFixtureCIFAR10
-
-
 @functools.lru_cache(maxsize=4)
 def _read_cifar(folder: str, split: str) -> _Raw:
+    from torchvision.datasets import CIFAR10
+
     base = Path(folder)
-    cls = _cifar_dataset_class(base)
-    try:
-        ds = cls(str(base.parent), train=(split == "train"), download=False)
+    try:  # CIFAR10 checks every file's md5 before it unpickles any
+        ds = CIFAR10(str(base.parent), train=(split == "train"), download=False)
     except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
         raise ValueError(f"CIFAR-10 files in {base} are incomplete or fail torchvision's md5 check "
                          f"({exc}); delete the folder and fetch it again with "

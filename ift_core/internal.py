@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,25 +18,63 @@ import numpy as np
 __all__: list[str] = []
 
 
+def _disk_full(path: Path, err: OSError) -> OSError:
+    """``err`` as the caller should see it: a full disk named as such, with the file."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "disk full" if err.errno == errno.ENOSPC else "disk quota exceeded"
+        return OSError(err.errno, f"{what} while writing {path}: nothing was written there (no partial "
+                                  "file left); free some space and run again", str(path))
+    return err
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it into place on success.
 
     A crash or exception leaves any earlier file at ``path`` untouched and no
     partial file behind. The temporary file keeps ``path``'s suffix, so writers
-    that append a suffix themselves (``np.savez``) are not surprised.
+    that append a suffix themselves (``np.savez``) are not surprised, and carries
+    the writer's pid (``.NAME.pidN.XXXX``), so a killed writer's leftover can be
+    told from a live one's. A full disk raises ``OSError(ENOSPC)`` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=path.suffix)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as err:
+            full = _disk_full(path, err)
+            if full is err:
+                raise
+            raise full from err
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _write_all(fh: Any, data: bytes) -> None:
+    """Write ``data`` to the open binary file ``fh`` and flush it to the disk."""
+    fh.write(data)
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file + ``os.replace``). Returns the path.
+
+    Readers see the old file or the new one, never a part; a failure (a full disk:
+    ``OSError(ENOSPC)`` whose message names ``path`` and says "disk full") leaves no
+    partial file.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            _write_all(fh, data)
+    return path
 
 
 def save_npz_atomic(path: str | os.PathLike, /, **arrays: Any) -> Path:
@@ -50,8 +91,12 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"{path} is damaged or not an .npz file ({type(err).__name__}: {err}); "
+                         "delete it and write it again") from err
 
 
 def to_jsonable(obj: Any) -> Any:

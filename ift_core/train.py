@@ -75,20 +75,35 @@ and the exact device are recorded in each checkpoint but are not part of the
 key. A sub-population (``DataConfig.subpopulation_per_class > 0``, issue 4) is
 part of the data description and so of the key; the sub-population fields are
 left out of the key when it is 0, so the ordinary ensemble has one entry.
+
+Checkpoints are sealed (:mod:`ift_core.integrity`): each records the sha256 of its
+bytes and the identity it belongs to (the ensemble's key and the seed), checked
+before it is used. A checkpoint that fails (damaged, truncated, another seed's)
+is reported with its path and retrained by :func:`train_ensemble`, and refused
+by :func:`load_ensemble`. The file is still ``torch.save`` output, so
+``torch.load(path, weights_only=True)`` opens it too, unchecked.
+
+Concurrent runs of one config (two notebooks, two terminals, a rerun while a
+killed run's workers linger) share the work: each seed is claimed before it is
+trained (:class:`ift_core.locks.Claims`, a lock file naming its owner), a run
+trains the seeds nobody else holds and then waits for the others' checkpoints,
+taking a seed over if its owner dies. ``processes`` workers die with the process
+that started them.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import dataclasses
+import io
 import math
 import os
 import random
 import shutil
-import tempfile
 import time
+import warnings
 import weakref
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -101,7 +116,9 @@ from tqdm import tqdm
 
 from .cache import entry_dir
 from .data import DataConfig, ImageSet, add_subpopulation, load_data, load_split, normalize, subset
-from .internal import atomic_path, config_key, to_jsonable
+from . import locks
+from .integrity import DamagedFileError, read_sealed, write_sealed
+from .internal import config_key, to_jsonable
 from .models import ARCHITECTURES, DEFAULT_WIDTHS, build_model, is_conv
 
 __all__ = [
@@ -417,14 +434,57 @@ def _checkpoint_path(directory: Path, seed: int) -> Path:
     return Path(directory) / f"seed_{seed:05d}.pt"
 
 
-def _save_checkpoint(path: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
+def _claim_path(directory: Path, seed: int) -> Path:
+    return Path(directory) / f".seed_{seed:05d}.claim"
+
+
+def _checkpoint_identity(config: TrainConfig, device_type: str, seed: int) -> dict[str, Any]:
+    """What a checkpoint belongs to: its ensemble's cache key and its seed."""
+    return {"kind": "checkpoint", "ensemble": config_key(_identity(config, device_type)), "seed": int(seed)}
+
+
+def _save_checkpoint(path: Path, model: nn.Module, metrics: dict[str, Any], identity: dict[str, Any]) -> None:
+    """Write a sealed checkpoint atomically (serialised in memory first: a full disk is an OSError
+    naming the path, never torch's half-written zip)."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, **metrics}, tmp)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": state, **metrics}, buffer)
+    write_sealed(path, buffer.getvalue(), identity)
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+def _load_checkpoint(path: Path, identities: list[dict[str, Any]]) -> dict[str, Any]:
+    """The checkpoint at ``path`` after checking its seal against one of ``identities``.
+
+    Raises FileNotFoundError when absent, DamagedFileError (naming the path and the reason) when
+    it fails; never hands a failing file to torch."""
+    payload, error = None, None
+    for identity in identities:
+        try:
+            payload = read_sealed(path, identity)
+            break
+        except DamagedFileError as err:
+            error = error or err
+    if payload is None:
+        raise error
+    try:
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as err:  # sealed but unreadable: written by a broken writer
+        raise DamagedFileError(path, f"sealed but not a loadable checkpoint ({type(err).__name__}: "
+                                     f"{str(err).splitlines()[0] if str(err) else ''})") from err
+
+
+def _checkpoint_problem(directory: Path, config: TrainConfig, m: int, device_type: str) -> str | None:
+    """None when model m's checkpoint is there and passes its seal, else what is wrong (a checked
+    hash and identity; the weights are loaded later, once)."""
+    seed = config.seed + m
+    path = _checkpoint_path(directory, seed)
+    try:
+        read_sealed(path, _checkpoint_identity(config, device_type, seed))
+    except FileNotFoundError:
+        return "missing"
+    except DamagedFileError as err:
+        return str(err)
+    return None
 
 
 def _train_one(config: TrainConfig, m: int, directory: Path, *, device: torch.device | str = "cpu",
@@ -490,24 +550,30 @@ def _train_one(config: TrainConfig, m: int, directory: Path, *, device: torch.de
             "device": str(device), "backend": backend, "wall_s": time.perf_counter() - t0,
             "torch_version": str(torch.__version__),
         }
-    _save_checkpoint(_checkpoint_path(directory, seeds["seed"]), model, metrics)
+    _save_checkpoint(_checkpoint_path(directory, seeds["seed"]), model, metrics,
+                     _checkpoint_identity(config, device.type, seeds["seed"]))
     return {k: v for k, v in metrics.items() if k not in ("loss_history", "train_indices")}
 
 
 def _train_if_missing(config: TrainConfig, m: int, directory: Path, **kwargs: Any) -> bool:
-    """Train model m unless its checkpoint appeared meanwhile (another run of the same config
-    finished it: both would write bit-identical files, so skipping only saves the work)."""
-    if _checkpoint_path(directory, config.seed + m).exists():
+    """Train model m unless a sound checkpoint of it appeared meanwhile (another run of the same
+    config finished it: both would write bit-identical files, so skipping only saves the work)."""
+    device_type = torch.device(kwargs.get("device", "cpu")).type
+    if _checkpoint_problem(directory, config, m, device_type) is None:
         return False
     _train_one(config, m, directory, **kwargs)
     return True
 
 
-def _worker_init(data_key: str, data: tuple[ImageSet, ImageSet], gpu_slots: Any = None) -> None:
+def _worker_init(data_key: str, data: tuple[ImageSet, ImageSet], gpu_slots: Any = None,
+                 parent_pid: int | None = None) -> None:
     """Runs once in each worker: one thread, and the parent's data (saves every worker
     from reading and decoding the data set again). With ``gpu_slots`` (a queue of GPU
-    indices) the worker takes one GPU for its lifetime."""
+    indices) the worker takes one GPU for its lifetime. With ``parent_pid`` the worker
+    dies with that process (a killed run leaves no workers training on)."""
     global _WORKER_DEVICE
+    if parent_pid is not None:
+        locks.die_with_parent(parent_pid)
     torch.set_num_threads(1)
     with contextlib.suppress(RuntimeError):  # only settable before any inter-op work
         torch.set_num_interop_threads(1)
@@ -561,8 +627,60 @@ def _run_sequential(config, missing, directory, device, progress, bar) -> int:
     return trained
 
 
+def _claim_seed(claims: locks.Claims, config: TrainConfig, m: int, directory: Path, device_type: str) -> bool | None:
+    """Claim model m: True when this run holds it and must train it, None when a sound checkpoint
+    is there by now (another run trained it), False while another live run holds it."""
+    claim = _claim_path(directory, config.seed + m)
+    if not claims.acquire(claim):
+        return False
+    if _checkpoint_problem(directory, config, m, device_type) is None:
+        claims.release(claim)
+        return None
+    return True
+
+
+def _wait_for_others(claims: locks.Claims, config: TrainConfig, held: list[int], directory: Path) -> None:
+    """Block until another run releases (or dies holding) one of the seeds in ``held``."""
+    claims.wait_any([_claim_path(directory, config.seed + m) for m in held],
+                    what=lambda p: f"seed {int(p.stem[len('.seed_'):])}")
+
+
+def _train_claimed(config: TrainConfig, missing: list[int], directory: Path, device_type: str,
+                   claims: locks.Claims, bar: Any, train_some: Any, *, one_at_a_time: bool) -> int:
+    """Train ``missing`` with ``train_some(ms) -> n trained`` on the seeds this run can claim
+    (one at a time, or all it can get), then wait for the seeds other runs hold; a seed whose
+    owner dies is taken over. Returns how many this run trained."""
+    pending, trained = list(missing), 0
+    while pending:
+        mine: list[int] = []
+        held: list[int] = []
+        for m in pending:
+            if one_at_a_time and mine:
+                held.append(m)
+                continue
+            got = _claim_seed(claims, config, m, directory, device_type)
+            if got is None:
+                bar.update()  # trained by another run meanwhile
+            elif got:
+                mine.append(m)
+            else:
+                held.append(m)
+        if mine:
+            try:
+                trained += train_some(mine)
+            finally:
+                for m in mine:
+                    claims.release(_claim_path(directory, config.seed + m))
+        elif held:
+            _wait_for_others(claims, config, held, directory)
+        pending = held
+    return trained
+
+
 def _run_processes(config, missing, directory, device, n_workers, bar, seeds_per_gpu=None,
-                   n_workers_given=False) -> int:
+                   n_workers_given=False, claims: locks.Claims | None = None) -> int:
+    """One spawn worker per seed, ``size`` at a time; each seed is claimed when a worker is free
+    for it (``claims``), so a concurrent run of the config trains the others."""
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"backend='processes' trains on CPU or CUDA; got device={str(device)!r}")
     # spawn, not fork: a forked child inherits the parent's thread pools and locks (and CUDA
@@ -580,20 +698,46 @@ def _run_processes(config, missing, directory, device, n_workers, bar, seeds_per
             slots.put(g)
     else:
         size = min(n_workers, len(missing))
-    with ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_worker_init,
-                             initargs=(config_key(config.data), base, slots)) as pool:
-        futures = []
-        for m in missing:
-            own = _model_train_set(config, m)  # diffdata: drawn here, once, not in every worker
-            futures.append(pool.submit(_train_in_worker, config, m, directory,
-                                       None if own is base[0] else own))
-        trained = 0
+    own_claims = claims is None
+    claims = locks.Claims() if own_claims else claims
+    pending, running, trained = list(missing), {}, 0
+    # The workers die with this process (parent_pid): a killed run leaves nothing training.
+    with contextlib.ExitStack() as stack:
+        if own_claims:
+            stack.enter_context(claims)
+        pool = stack.enter_context(ProcessPoolExecutor(
+            max_workers=size, mp_context=ctx, initializer=_worker_init,
+            initargs=(config_key(config.data), base, slots, os.getpid())))
         try:
-            for fut in as_completed(futures):
-                trained += fut.result()  # re-raises a worker's error here
-                bar.update()
+            while pending or running:
+                held = []
+                for m in pending:
+                    if len(running) >= size:
+                        held.append(m)
+                        continue
+                    got = _claim_seed(claims, config, m, directory, device.type)
+                    if got is None:
+                        bar.update()
+                    elif got:
+                        own = _model_train_set(config, m)  # diffdata: drawn here, once, not in every worker
+                        running[pool.submit(_train_in_worker, config, m, directory,
+                                            None if own is base[0] else own)] = m
+                    else:
+                        held.append(m)
+                pending = held
+                if not running:
+                    _wait_for_others(claims, config, pending, directory)
+                    continue
+                # With seeds held elsewhere, look again now and then: their owner may finish or die.
+                done, _ = wait(list(running), timeout=locks.POLL_S * 4 if pending else None,
+                               return_when=FIRST_COMPLETED)
+                for fut in done:
+                    m = running.pop(fut)
+                    claims.release(_claim_path(directory, config.seed + m))
+                    trained += fut.result()  # re-raises a worker's error here
+                    bar.update()
         except BaseException:
-            for fut in futures:
+            for fut in running:
                 fut.cancel()
             raise
     return trained
@@ -678,7 +822,8 @@ def _run_vmap(config, missing, directory, device, progress, bar) -> int:
                 "device": str(device), "backend": "vmap", "wall_s": wall / len(missing),
                 "torch_version": str(torch.__version__),
             }
-            _save_checkpoint(_checkpoint_path(directory, sd["seed"]), mod, metrics)
+            _save_checkpoint(_checkpoint_path(directory, sd["seed"]), mod, metrics,
+                             _checkpoint_identity(config, device.type, sd["seed"]))
             bar.update()
     return len(missing)
 
@@ -701,7 +846,8 @@ class Ensemble:
     directory : Path
         The cache entry folder holding one ``seed_XXXXX.pt`` checkpoint per model.
     n_trained : int
-        How many models this call trained (0 on a cache hit).
+        How many models this call trained (0 on a cache hit; with a concurrent run of the same
+        config, the seeds the other run trained count there, not here).
 
     Examples
     --------
@@ -718,6 +864,7 @@ class Ensemble:
     directory: Path
     n_trained: int = 0
     _data: tuple[ImageSet, ImageSet] | None = field(default=None, repr=False, compare=False)
+    _device_types: tuple[str, ...] = field(default=("cpu",), repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.models)
@@ -732,7 +879,8 @@ class Ensemble:
         """Each seed's checkpoint metadata (seeds used, accuracies, loss per epoch, device, backend)."""
         out = []
         for s in self.seeds:
-            ck = _load_checkpoint(_checkpoint_path(self.directory, s))
+            ck = _load_checkpoint(_checkpoint_path(self.directory, s),
+                                  [_checkpoint_identity(self.config, t, s) for t in self._device_types])
             ck.pop("state_dict")
             out.append(ck)
         return out
@@ -804,23 +952,40 @@ def load_ensemble(config: TrainConfig, directory: str | os.PathLike | None = Non
         The checkpoint folder; default :func:`ensemble_dir` of ``config`` and ``device``.
     device : str or torch.device, optional
         Which cache entry to read when ``directory`` is not given: the one trained on this
-        device type (default CUDA when available, else CPU). The models are always loaded on the CPU.
+        device type (default CUDA when available, else CPU). With ``directory`` and no
+        ``device``, checkpoints trained on the CPU or on a GPU are both accepted. The models
+        are always loaded on the CPU.
 
     Raises
     ------
     FileNotFoundError
         When a seed's checkpoint is missing (train it with :func:`train_ensemble`).
+    ift_core.integrity.DamagedFileError
+        When a checkpoint fails its seal: damaged, truncated, or another seed's or config's
+        (the message names the file; :func:`train_ensemble` retrains it).
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-    directory = Path(directory) if directory is not None else ensemble_dir(config, device=device)
+    if directory is None:
+        device_types: tuple[str, ...] = (_device_type(device),)
+        directory = ensemble_dir(config, device=device)
+    else:
+        device_types = (_device_type(device),) if device is not None else ("cpu", "cuda")
+        directory = Path(directory)
+    return _load_ensemble(config, directory, device_types)
+
+
+def _load_ensemble(config: TrainConfig, directory: Path, device_types: tuple[str, ...]) -> Ensemble:
     models, tr, te = [], [], []
     train_shape = None
     for s in config.seeds:
         path = _checkpoint_path(directory, s)
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint for seed {s} in {directory}; run train_ensemble(config)")
-        ck = _load_checkpoint(path)
+        try:
+            ck = _load_checkpoint(path, [_checkpoint_identity(config, t, s) for t in device_types])
+        except DamagedFileError as err:
+            raise DamagedFileError(err.path, f"{err.reason}; train_ensemble(config) retrains seed {s}") from None
         if train_shape is None:
             train, _ = _base_data(config)
             train_shape = (train.in_channels, train.n_classes, train.image_size)
@@ -831,7 +996,7 @@ def load_ensemble(config: TrainConfig, directory: str | os.PathLike | None = Non
         tr.append(ck["train_accuracy"])
         te.append(ck["test_accuracy"])
     return Ensemble(config=config, seeds=config.seeds, models=models, train_accuracy=np.asarray(tr),
-                    test_accuracy=np.asarray(te), directory=directory)
+                    test_accuracy=np.asarray(te), directory=directory, _device_types=device_types)
 
 
 def train_ensemble(config: TrainConfig, *, backend: str = "auto", device: Any = None, cache: bool = True,
@@ -841,6 +1006,9 @@ def train_ensemble(config: TrainConfig, *, backend: str = "auto", device: Any = 
 
     Finished seeds are checkpointed one by one in the cache entry folder, so an
     interrupted run resumes where it stopped, and a repeated call trains nothing.
+    A checkpoint that fails its seal (damaged, truncated, another seed's) is reported
+    (a warning naming the file and the reason) and retrained. Concurrent calls with
+    the same config split the seeds between them and all return the full ensemble.
 
     Parameters
     ----------
@@ -910,30 +1078,48 @@ def train_ensemble(config: TrainConfig, *, backend: str = "auto", device: Any = 
     if cache:
         directory = entry_dir("ensembles", _identity(config, device_type))
     else:
-        directory = Path(tempfile.mkdtemp(prefix="ift-ensemble-"))
-    missing = [m for m in range(config.n_models)
-               if not _checkpoint_path(directory, config.seed + m).exists()]
+        locks.remove_stale_temporaries("ift-ensemble-*")  # left by killed runs
+        directory = locks.owned_tempdir("ift-ensemble-")
+    # What killed runs left: half-written files, claims of dead owners.
+    locks.remove_stale_temporaries(".seed_*", dir=directory)
+    locks.remove_stale_claims(directory, ".seed_*.claim")
+    missing = []
+    for m in range(config.n_models):
+        problem = _checkpoint_problem(directory, config, m, device_type)
+        if problem is not None:
+            missing.append(m)
+            if problem != "missing":
+                warnings.warn(f"checkpoint of seed {config.seed + m} is not used and is retrained: {problem}",
+                              stacklevel=2)
     if missing:
         chosen = _choose_backend(config, dev, len(missing), n_workers) if backend == "auto" else backend
         bar = tqdm(total=config.n_models, initial=config.n_models - len(missing),
                    desc=f"{config.arch} x{config.n_models} ({chosen})", disable=not progress)
         try:
-            if chosen == "sequential":
-                trained = _run_sequential(config, missing, directory, dev, progress, bar)
-            elif chosen == "processes":
-                trained = _run_processes(config, missing, directory, dev, n_workers, bar, seeds_per_gpu,
-                                         n_workers_given)
-            elif chosen == "ray":
-                from .distributed import run_ray
-                trained = len(run_ray(config, missing, directory, device=device, address=ray_address,
-                                      progress=progress, bar=bar, **ray_options))
-            else:
-                trained = _run_vmap(config, missing, directory, dev, progress, bar)
+            with locks.Claims(message=bar.write if progress else None) as claims:
+                if chosen == "processes":
+                    trained = _run_processes(config, missing, directory, dev, n_workers, bar, seeds_per_gpu,
+                                             n_workers_given, claims)
+                else:
+                    if chosen == "sequential":
+                        def train_some(ms):
+                            return _run_sequential(config, ms, directory, dev, progress, bar)
+                    elif chosen == "ray":
+                        from .distributed import run_ray
+
+                        def train_some(ms):
+                            return len(run_ray(config, ms, directory, device=device, address=ray_address,
+                                               progress=progress, bar=bar, **ray_options))
+                    else:
+                        def train_some(ms):
+                            return _run_vmap(config, ms, directory, dev, progress, bar)
+                    trained = _train_claimed(config, missing, directory, device_type, claims, bar, train_some,
+                                             one_at_a_time=chosen == "sequential")
         finally:
             bar.close()
     else:
         trained = 0
-    ens = load_ensemble(config, directory)
+    ens = _load_ensemble(config, directory, (device_type,))
     ens.n_trained = trained
     if not cache:  # the scratch folder lives as long as the Ensemble (or the interpreter)
         weakref.finalize(ens, shutil.rmtree, directory, ignore_errors=True)

@@ -14,6 +14,12 @@ and finally runs ``jupyter-book build`` and prints the path of the site's ``inde
 Chapters share trained ensembles through ``ift_core``'s cache; they are run in the order of the
 table of contents.
 
+Interruptions leave nothing broken: the site is built afresh into a staging folder and swapped in
+when complete (a reader sees the old site or the new one, never a half-written one, and a rerun
+always repairs an interrupted build); papermill and jupyter-book die with this script (also after
+SIGKILL); each run removes what killed runs left behind (``.NAME.running-pidN.ipynb``, temporary
+``ift-*-pidN-*`` folders, staging folders), only where that pid no longer runs.
+
 Examples
 --------
 Build the default (CPU) book, or the fast test book::
@@ -37,6 +43,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +54,10 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ift_core import locks  # noqa: E402
+
 NOTEBOOKS = REPO / "notebooks"
 EXECUTED_PREFIX = "notebooks/_executed/"
 PROFILES = ("tiny", "cpu", "paper")
@@ -182,9 +193,42 @@ def is_fresh(chapter: Chapter, exec_dir: Path, stamp: dict) -> bool:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.pid{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- children and leftovers
+# A child runs its program after ift_core.locks.die_with_parent(<this pid>): killed with this script,
+# even by SIGKILL (the kernel papermill starts exits when papermill does: ipykernel polls its parent).
+_CHILD = ("import sys; from ift_core.locks import die_with_parent; die_with_parent(int(sys.argv[1])); "
+          "sys.argv = sys.argv[2:]; ")
+PROGRAMS = {
+    "papermill": _CHILD + "from papermill.cli import papermill; papermill()",
+    "jupyter-book": _CHILD + "from jupyter_book.cli.main import main; sys.exit(main())",
+}
+
+
+def child_command(program: str, *args: str) -> list[str]:
+    """The command line running ``program`` (a key of :data:`PROGRAMS`) with ``args`` in a child
+    process that dies with this one."""
+    return [sys.executable, "-c", PROGRAMS[program], str(os.getpid()), program, *args]
+
+
+def remove_leftovers(exec_dir: Path, build_dir: Path) -> list[Path]:
+    """Remove what killed builds left: running notebooks, temporary folders, staging sites (only of
+    pids that no longer run; a running notebook of the old name, without a pid, too). Returns them."""
+    removed = locks.remove_stale_temporaries(".*.running-pid*.ipynb", dir=exec_dir)
+    for legacy in exec_dir.glob(".*.running.ipynb"):  # written by versions before pids were in the name
+        legacy.unlink(missing_ok=True)
+        removed.append(legacy)
+    removed += locks.remove_stale_temporaries("ift-*")  # chapter folders, ift-ensemble-* of cache=False
+    out = site_dir(build_dir).parent
+    if out.is_dir():
+        removed += locks.remove_stale_temporaries(".staging-pid*", dir=out)
+        removed += locks.remove_stale_temporaries(".html.pid*", dir=out)
+        removed += locks.remove_stale_temporaries(".*.pid*.tmp", dir=exec_dir)
+    return removed
 
 
 # --------------------------------------------------------------------------- execution
@@ -235,8 +279,9 @@ def execute_chapter(chapter: Chapter, params: dict, exec_dir: Path, *, timeout: 
                     stamp: dict) -> Result:
     """Run one chapter with papermill; on success replace its executed notebook and stamp."""
     start = time.perf_counter()
-    running = exec_dir / f".{chapter.name}.running.ipynb"
-    with tempfile.TemporaryDirectory(prefix=f"ift-{chapter.name}-") as tmp:
+    # The pid in both names lets a later run remove them if this process is killed.
+    running = exec_dir / f".{chapter.name}.running-pid{os.getpid()}.ipynb"
+    with tempfile.TemporaryDirectory(prefix=f"ift-{chapter.name}-pid{os.getpid()}-") as tmp:
         source_nb = Path(tmp) / f"{chapter.name}.ipynb"
         params_file = Path(tmp) / "parameters.yaml"
         try:
@@ -245,14 +290,20 @@ def execute_chapter(chapter: Chapter, params: dict, exec_dir: Path, *, timeout: 
             return Result(chapter, "failed", time.perf_counter() - start,
                           f"jupytext could not read {chapter.source}: {exc}")
         params_file.write_text(yaml.safe_dump(params, sort_keys=True))
-        cmd = [sys.executable, "-m", "papermill", str(source_nb), str(running),
-               "-f", str(params_file), "-k", KERNEL, "--cwd", str(REPO), "--no-progress-bar"]
+        args = [str(source_nb), str(running), "-f", str(params_file), "-k", KERNEL, "--cwd", str(REPO),
+                "--no-progress-bar"]
         if timeout:
-            cmd += ["--execution-timeout", str(int(timeout))]
+            args += ["--execution-timeout", str(int(timeout))]
         env = dict(os.environ)
         env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiets the debugger's warning
         env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        env["JUPYTER_RUNTIME_DIR"] = str(Path(tmp) / "runtime")  # the kernel's connection file goes too
+        try:
+            proc = subprocess.run(child_command("papermill", *args), cwd=REPO, env=env, capture_output=True,
+                                  text=True)
+        except BaseException:  # Ctrl-C, SIGTERM: subprocess.run has killed papermill
+            running.unlink(missing_ok=True)
+            raise
     seconds = time.perf_counter() - start
     if proc.returncode != 0 or not running.exists():
         failed = chapter.failed(exec_dir)
@@ -332,11 +383,34 @@ def site_dir(build_dir: Path) -> Path:
     return (build_dir if build_dir.name == "_build" else build_dir / "_build") / "html"
 
 
+def publish_site(new: Path, site: Path) -> None:
+    """Put the complete site ``new`` at ``site``: two renames, so a reader finds the old site, the
+    new one, or (for an instant) none, never a part of one."""
+    old = site.with_name(f".{site.name}.pid{os.getpid()}.old")
+    if site.exists():
+        os.rename(site, old)
+    os.rename(new, site)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def build_site(book_root: Path, build_dir: Path, *, quiet: bool = False) -> tuple[int, Path]:
-    path_output = build_dir.parent if build_dir.name == "_build" else build_dir
-    cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
-           "build", str(book_root), "--path-output", str(path_output)]
-    proc = subprocess.run(cmd, cwd=book_root, capture_output=True, text=True)
+    """``jupyter-book build`` afresh into a staging folder, swapped in at ``site_dir(build_dir)`` on success.
+
+    Never incremental: Sphinx's saved environment outlives an interrupted build and would make a
+    rerun skip pages whose images and search entries were never written.
+    """
+    site = site_dir(build_dir)
+    out = site.parent
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".staging-pid{os.getpid()}-", dir=out))
+    try:
+        # jupyter-book 1.0.4 writes <path-output>/_build/html
+        cmd = child_command("jupyter-book", "build", str(book_root), "--path-output", str(stage))
+        proc = subprocess.run(cmd, cwd=book_root, capture_output=True, text=True)
+        if proc.returncode == 0:
+            publish_site(stage / "_build" / "html", site)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     log = proc.stdout + proc.stderr
     warnings = [ln for ln in log.splitlines() if "WARNING" in ln or "ERROR" in ln]
     if proc.returncode != 0:
@@ -398,6 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     exec_dir = book_root / EXECUTED_PREFIX.rstrip("/")
     exec_dir.mkdir(parents=True, exist_ok=True)
     build_dir = args.build_dir.resolve()
+    # SIGTERM unwinds like Ctrl-C: children killed, temporaries removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    for path in remove_leftovers(exec_dir, build_dir):
+        print(f"removed {path} (left by a killed build)", flush=True)
 
     extra = {k: v for k, v in params.items() if k != "profile"}
     print(f"IFT book: profile {args.profile}" + (f", parameters {extra}" if extra else "")

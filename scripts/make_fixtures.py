@@ -9,8 +9,9 @@
     layout (data_batch_1..5, test_batch, batches.meta, pickled as Python 2 wrote them). Its
     images are NOT CIFAR-10: they are Fashion-MNIST fixture images, padded to 32x32 and copied
     into 3 channels, with Fashion-MNIST's labels and class names. It only tests that our CIFAR-10 loader reads the
-    real format. The marker file ``IFT_FORMAT_FIXTURE`` tells the loader to skip torchvision's
-    md5 checks, which such a file can never pass.
+    real format. Its files cannot match CIFAR-10's md5 sums, and the loader always checks them
+    before unpickling; the tests substitute the fixture's own md5 sums (listed in its README) for
+    torchvision's. No file in the folder marks it as special.
 
 The output is byte-for-byte reproducible (gzip mtime 0, pickle protocol 2, fixed seeds).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import pickle
 import shutil
@@ -33,7 +35,6 @@ sys.path.insert(0, str(REPO))
 from ift_core.data import (  # noqa: E402
     DEBIAN_FASHION_MNIST,
     FASHION_MNIST_CLASSES,
-    _CIFAR_FIXTURE_MARKER,
     _FMNIST_FILES,
     _stratified_positions,
     locate,
@@ -178,6 +179,8 @@ def make_cifar(fashion: dict[str, np.ndarray]) -> None:
     _pickle(out / "batches.meta", {_Py2Str("label_names"): [_Py2Str(c) for c in FASHION_MNIST_CLASSES],
                                    _Py2Str("num_cases_per_batch"): CIFAR_PER_TRAIN_BATCH,
                                    _Py2Str("num_vis"): 3072})
+    md5 = "\n".join(f"    {hashlib.md5((out / f).read_bytes()).hexdigest()}  {f}"
+                    for f in sorted(p.name for p in out.iterdir()))
     note = f"""# CIFAR-10 FORMAT fixture -- not CIFAR-10 data
 
 This folder has CIFAR-10's on-disk layout (torchvision's `cifar-10-batches-py/`: pickled dicts with
@@ -188,11 +191,15 @@ the LICENSE there), zero-padded from 28x28 to 32x32 and copied into the 3 channe
 Fashion-MNIST labels and class names. It exists only to test that `ift_core.data` reads the real
 CIFAR-10 format through torchvision's `CIFAR10`. Never use it as data.
 
-The file `{_CIFAR_FIXTURE_MARKER}` marks the folder as a format fixture: torchvision checks
-the md5 sums of the real CIFAR-10 files, which these files cannot match, and `ift_core.data` skips
-that check only for folders carrying this marker. Regenerate with `python scripts/make_fixtures.py`.
+The batches are pickles, so `ift_core.data` always lets torchvision check every file's md5 sum before
+it unpickles any, and these files cannot match CIFAR-10's sums. The tests load the fixture by giving
+torchvision the fixture's own sums (tests/test_data.py, `CIFAR_FIXTURE_MD5`), which are:
+
+{md5}
+
+Regenerate with `python scripts/make_fixtures.py` (the output is byte-for-byte reproducible; if it
+changes, update `CIFAR_FIXTURE_MD5`).
 """
-    (out / _CIFAR_FIXTURE_MARKER).write_text(note)
     (base / "README.md").write_text(note)
 
 

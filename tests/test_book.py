@@ -9,15 +9,19 @@ Playwright over every chapter in the navigation.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import http.server
 import importlib.util
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -172,18 +176,17 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def _build_command(work: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "scripts" / "build_book.py"), "--profile", "tiny",
+            "--work-dir", str(work), "--build-dir", str(work / "_build"), *extra]
+
+
 @pytest.fixture(scope="module")
-def built_site(tmp_path_factory):
+def tiny_book(tmp_path_factory):
     """Build the book with the tiny profile into a temporary folder; yield (site dir, book root)."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium "
-                    "(`make test` installs it with apt-get when run as root)")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     root = tmp_path_factory.mktemp("book")
     work, build = root / "book", root / "book" / "_build"
-    cmd = [sys.executable, str(REPO / "scripts" / "build_book.py"), "--profile", "tiny",
-           "--work-dir", str(work), "--build-dir", str(build)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(_build_command(work), cwd=REPO, capture_output=True, text=True, timeout=3600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"book build failed (exit {proc.returncode}):\n{log[-8000:]}"
     match = re.search(r"^Site: (.+index\.html)$", proc.stdout, re.M)
@@ -192,6 +195,16 @@ def built_site(tmp_path_factory):
     assert index.exists() and index.parent == build / "html"
     yield index.parent, work
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def built_site(tiny_book):
+    """The tiny book's site, for the browser test: (site dir, book root)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium "
+                    "(`make test` installs it with apt-get when run as root)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    return tiny_book
 
 
 @pytest.fixture(scope="module")
@@ -310,3 +323,132 @@ def test_site_in_headless_chromium(served_site):
             problems.append("notation: no formula was typeset by MathJax")
         browser.close()
     assert not problems, "the site has problems:\n" + "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- interrupted and killed builds
+def _copy_book(tiny_book, dest: Path) -> Path:
+    """The tiny book's root with its executed chapters (stamps fresh), without its site."""
+    shutil.copytree(tiny_book[1], dest, ignore=shutil.ignore_patterns("_build"))
+    return dest
+
+
+def _site_files(site: Path) -> set[str]:
+    return {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
+
+
+def _alive(procs) -> list:
+    import psutil
+
+    out = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _wait(condition, timeout: float, what: str, poll: float = 0.02):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = condition()
+        if got:
+            return got
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def _gone_within(procs, timeout: float) -> list:
+    """The processes of ``procs`` still running after ``timeout`` seconds (waiting for all to end)."""
+    end = time.monotonic() + timeout
+    while (left := _alive(procs)) and time.monotonic() < end:
+        time.sleep(0.1)
+    return left
+
+
+def _stop(proc, family) -> None:
+    for p in _alive(family):
+        p.kill()
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the children through /proc (psutil)")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_interrupted_site_build_is_repaired_by_a_rerun(tiny_book, tmp_path, sig):
+    import psutil
+
+    reference = tiny_book[0]
+    work = _copy_book(tiny_book, tmp_path / "book")
+    build, log = work / "_build", tmp_path / "build.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(_build_command(work), cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    family = []
+    try:
+        # Interrupt jupyter-book while it writes the pages (wherever it writes them).
+        _wait(lambda: proc.poll() is not None or any(build.rglob("01_overview.html")), 300,
+              "jupyter-book to write the first chapter's page")
+        assert proc.poll() is None, f"the build ended before it could be interrupted:\n{log.read_text()[-3000:]}"
+        family = psutil.Process(proc.pid).children(recursive=True)
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=60)
+        left = _gone_within(family, 15)
+        assert not left, f"children outlived the build: {[p.pid for p in left]}"
+    finally:
+        _stop(proc, family)
+    site = build / "html"
+    # A reader never finds a half-written site: none yet (the first build), or a complete one.
+    assert not site.exists() or _site_files(site) == _site_files(reference), "a half-written site is published"
+    rerun = subprocess.run(_build_command(work), cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-6000:]
+    missing, extra = _site_files(reference) - _site_files(site), _site_files(site) - _site_files(reference)
+    assert not missing and not extra, f"the rerun's site differs: missing {sorted(missing)[:20]}, extra {sorted(extra)[:20]}"
+    assert (site / "searchindex.js").stat().st_size == (reference / "searchindex.js").stat().st_size
+    assert [p.name for p in build.iterdir()] == ["html"], f"leftovers in {build}: {list(build.iterdir())}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the children through /proc (psutil)")
+def test_killed_build_takes_its_children_along_and_leaves_nothing(tiny_book, tmp_path):
+    import psutil
+
+    work = _copy_book(tiny_book, tmp_path / "book")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch))
+    cmd = _build_command(work, "--only", "11", "--no-site")  # the longest tiny chapter (~50 s)
+    executed = work / "notebooks" / "_executed"
+    with open(tmp_path / "build.log", "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    family = []
+
+    def kernel_running():
+        if proc.poll() is not None:
+            return "exited"
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        names = []
+        for kid in kids:
+            with contextlib.suppress(psutil.Error):
+                names.append(" ".join(kid.cmdline()))
+        started = any("ipykernel" in n for n in names) and any(executed.glob(".11_*.running*"))
+        return kids if started else None
+
+    try:
+        family = _wait(kernel_running, 300, "papermill's kernel to run the chapter", poll=0.1)
+        assert family != "exited", (tmp_path / "build.log").read_text()[-3000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        left = _gone_within(family, 10)  # the kernel looks for its parent every second
+        assert not left, f"papermill or its kernel outlived the killed build: {[p.pid for p in left]}"
+    finally:
+        _stop(proc, family)
+    left_behind = list(executed.glob(".*running*")) + list(scratch.glob("ift-*"))
+    assert left_behind, "the kill left nothing behind: nothing to clean was tested"
+    rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-6000:]
+    assert (executed / "11_breaking_gde_real.ipynb").exists()
+    stale = list(executed.glob(".*running*")) + list(scratch.glob("ift-*"))
+    assert not stale, f"the rerun left the killed build's temporaries: {stale}"

@@ -49,6 +49,31 @@ FMNIST = FIX / "fashion_mnist"
 FMNIST_RAW = FMNIST / "FashionMNIST" / "raw"
 CIFAR = FIX / "cifar10"
 REPO = Path(__file__).resolve().parent.parent
+# The committed CIFAR-format fixture's md5 sums (scripts/make_fixtures.py writes reproducible bytes
+# and lists them in tests/fixtures/cifar10/README.md). The loader always lets torchvision check md5
+# sums before unpickling; the tests give it these instead of CIFAR-10's.
+CIFAR_FIXTURE_MD5 = {
+    "data_batch_1": "e5aed0edbd780392e10f14d26377d981",
+    "data_batch_2": "aa6c51951985875508f5b7b34afb6be0",
+    "data_batch_3": "f93e90167663b09344bba17c7f0118f9",
+    "data_batch_4": "2980476024775e985e0ceed33c15c883",
+    "data_batch_5": "a05ab02b9b3b37284e70a2d924d44169",
+    "test_batch": "bf4d5e4f24031784358d11e86703458f",
+    "batches.meta": "077b4880e6ea24793646adde0d28c73f",
+}
+
+
+@pytest.fixture
+def cifar_fixture_md5(monkeypatch):
+    """torchvision's CIFAR10 expects the fixture's md5 sums (for this test only)."""
+    from torchvision.datasets import CIFAR10
+
+    monkeypatch.setattr(CIFAR10, "train_list", [[f, CIFAR_FIXTURE_MD5[f]] for f, _ in CIFAR10.train_list])
+    monkeypatch.setattr(CIFAR10, "test_list", [[f, CIFAR_FIXTURE_MD5[f]] for f, _ in CIFAR10.test_list])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": CIFAR_FIXTURE_MD5["batches.meta"]})
+    D._read_cifar.cache_clear()  # nothing read under these sums outlives the test
+    yield
+    D._read_cifar.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +200,7 @@ def test_cli_info_runs_as_module():
     assert lines["cifar10"].startswith("MISSING")
 
 
-def test_cifar10_fixture_through_the_real_loader():
+def test_cifar10_fixture_through_the_real_loader(cifar_fixture_md5):
     cfg = DataConfig(name="cifar10", root=str(CIFAR), n_train=None, n_test=None, normalize=False)
     tr, te = load_data(cfg)
     assert tr.x.shape == (100, 3, 32, 32) and te.x.shape == (50, 3, 32, 32)
@@ -199,12 +224,11 @@ def test_cifar10_fixture_through_the_real_loader():
     assert torch.bincount(trn.y).tolist() == [5] * 10
 
 
-def test_cifar10_real_path_still_checks_md5(tmp_path):
-    """Without the fixture marker, torchvision's integrity check applies (these files fail it)."""
-    shutil.copytree(CIFAR / "cifar-10-batches-py", tmp_path / "cifar-10-batches-py")
-    (tmp_path / "cifar-10-batches-py" / D._CIFAR_FIXTURE_MARKER).unlink()
+def test_cifar10_loader_checks_md5():
+    """With torchvision's own md5 sums the fixture fails the integrity check (it is not CIFAR-10)."""
+    D._read_cifar.cache_clear()
     with pytest.raises(ValueError, match="md5"):
-        load_split("cifar10", "test", root=tmp_path)
+        load_split("cifar10", "test", root=CIFAR)
 
 
 def test_digits_split_is_fixed_and_complete():
