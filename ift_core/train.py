@@ -102,7 +102,7 @@ from tqdm import tqdm
 
 from .cache import entry_dir
 from .data import DataConfig, ImageSet, add_subpopulation, load_data, load_split, normalize, subset
-from .internal import atomic_path, config_key, to_jsonable
+from .internal import atomic_path, check_bool, check_int, config_key, to_jsonable
 from .models import ARCHITECTURES, DEFAULT_WIDTHS, build_model, is_conv
 
 __all__ = [
@@ -265,7 +265,7 @@ def get_profile(name: str, /, **overrides: Any) -> TrainConfig:
     >>> get_profile("cpu", n_models=4).n_models
     4
     """
-    if name not in PROFILES:
+    if not isinstance(name, str) or name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {tuple(PROFILES)}")
     return PROFILES[name].replace(**overrides) if overrides else PROFILES[name]
 
@@ -278,6 +278,7 @@ def model_seeds(config: TrainConfig, m: int) -> dict[str, int]:
     >>> model_seeds(get_profile("tiny", mode="difforder"), 2)
     {'seed': 2, 'init': 0, 'order': 2, 'subset': 0}
     """
+    m = check_int(m, "m", minimum=0, remedy="m is a model's index in the ensemble")
     s = config.seed + m
     varies_init = config.mode in ("diffinit", "alldiff")
     varies_order = config.mode in ("difforder", "alldiff")
@@ -292,6 +293,8 @@ def model_seeds(config: TrainConfig, m: int) -> dict[str, int]:
 
 def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
     """Learning rate at ``step`` (0-based) of ``total_steps``: cosine from ``lr`` to 0, or constant."""
+    total_steps = check_int(total_steps, "total_steps", minimum=1)
+    step = check_int(step, "step", minimum=0, maximum=total_steps)
     if config.schedule == "constant":
         return config.lr
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
@@ -814,6 +817,8 @@ def ensemble_dir(config: TrainConfig, *, device: Any = None) -> Path:
     >>> ensemble_dir(get_profile("tiny"), device="cpu").parent.name
     'ensembles'
     """
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     return entry_dir("ensembles", _identity(config, _device_type(device)))
 
 
@@ -837,6 +842,8 @@ def load_ensemble(config: TrainConfig, directory: str | os.PathLike | None = Non
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if directory is not None and not isinstance(directory, (str, os.PathLike)):
+        raise ValueError(f"directory must be a path (str or os.PathLike) or None, got {directory!r}")
     directory = Path(directory) if directory is not None else ensemble_dir(config, device=device)
     models, tr, te = [], [], []
     train_shape = None
@@ -909,6 +916,8 @@ def train_ensemble(config: TrainConfig, *, backend: str = "auto", device: Any = 
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    cache = check_bool(cache, "cache")
+    progress = check_bool(progress, "progress")
     if n_workers is not None and (not _is_int(n_workers) or n_workers < 1):
         raise ValueError(f"n_workers must be None or an integer >= 1, got {n_workers!r}")
     if seeds_per_gpu is not None:
