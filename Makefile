@@ -55,8 +55,9 @@ chapter: env data
 	@test -n "$(NB)" || (echo "usage: make chapter NB=notebooks/<chapter>.py PARAMS='-p name value ...'"; exit 2)
 	$(BIN)/python scripts/build_book.py --profile $(PROFILE) --only $(NB) $(PARAMS)
 
+# scripts/run_tests.py: pytest, and a test process that dies (native crash, timeout) names its test.
 test: env browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python scripts/run_tests.py -q
 
 bench: env data
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

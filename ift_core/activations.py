@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from . import locks
 from .integrity import DamagedFileError, read_sealed, write_sealed
-from .internal import as_float_array, as_int_array, config_key, load_npz, save_npz_atomic, to_jsonable
+from .internal import as_float_array, as_int_array, check_bool, check_int, config_key, load_npz, save_npz_atomic, to_jsonable
 from .models import PENULTIMATE_LAYER
 
 __all__ = ["ActivationSet", "extract_activations", "ensemble_activations", "activations_path", "SPLITS"]
@@ -71,8 +71,7 @@ def _as_inputs(x: Any) -> torch.Tensor:
 
 
 def _check_batch_and_layer(batch_size: Any, layer: Any) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int(batch_size, "batch_size", minimum=1)
     if not isinstance(layer, str):
         raise ValueError(f"layer must be a module name (str), got {type(layer).__name__}")
 
@@ -173,6 +172,7 @@ def extract_activations(models: nn.Module | Sequence[nn.Module], x: torch.Tensor
     models = _as_models(models)
     x = _as_inputs(x)
     _check_batch_and_layer(batch_size, layer)
+    progress = check_bool(progress, "progress")
     if device is None:
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -366,6 +366,7 @@ def ensemble_activations(ensemble: Any, *, split: str = "test", layer: str = PEN
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    progress, cache = check_bool(progress, "progress"), check_bool(cache, "cache")
     if backend not in ("local", "ray"):
         raise ValueError(f"unknown backend {backend!r}; choose 'local' or 'ray'")
     if backend != "ray" and (ray_address is not None or ray_resources is not None):

@@ -49,6 +49,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from .internal import as_int_array, check_bool, check_choice, check_int, check_real
+
 __all__ = [
     "DATASETS",
     "SHIFTS",
@@ -154,7 +156,14 @@ class DataConfig:
     subpopulation_seed: int = 0
 
     def __post_init__(self) -> None:
-        # Only the construction's fields are checked here; the rest when the data are loaded.
+        # Types and the construction's fields are checked here; sizes against the split when loaded.
+        check_choice(self.name, "name", DATASETS)
+        for name in ("n_train", "n_test"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, remedy="a subset size, or None for the whole split")
+        for name in ("subset_seed", "test_seed"):
+            check_int(getattr(self, name), name, minimum=0, remedy="a seed is a non-negative integer")
+        check_bool(self.normalize, "normalize")
         for name in ("subpopulation_per_class", "subpopulation_seed"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
@@ -219,6 +228,9 @@ class ImageSet:
 
     def with_pixels(self, pixels: torch.Tensor, *, name: str | None = None) -> "ImageSet":
         """A copy holding ``pixels`` (in [0, 1]) normalised with this set's mean and std."""
+        if not isinstance(pixels, torch.Tensor):
+            raise ValueError(f"pixels must be a torch.Tensor of shape {tuple(self.x.shape)}, got "
+                             f"{type(pixels).__name__}; use torch.as_tensor(array)")
         if tuple(pixels.shape) != tuple(self.x.shape):
             raise ValueError(f"pixels must have shape {tuple(self.x.shape)}, got {tuple(pixels.shape)}")
         mean, std = _stat_tensors(self.mean, self.std)
@@ -228,7 +240,7 @@ class ImageSet:
 
     def take(self, positions: Sequence[int] | np.ndarray) -> "ImageSet":
         """The images at ``positions`` (positions in this set, not original indices)."""
-        pos = torch.as_tensor(np.asarray(positions, dtype=np.int64))
+        pos = torch.as_tensor(_check_positions(positions, len(self.y)))
         return dataclasses.replace(self, x=self.x[pos].clone(), y=self.y[pos].clone(),
                                    indices=self.indices[pos.numpy()].copy())
 
@@ -425,6 +437,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     >>> read_idx("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").shape  # doctest: +SKIP
     (10000,)
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a file path (str or os.PathLike), got {path!r}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such IDX file: {path}")
@@ -537,6 +551,15 @@ def _raw(name: str, split: str, *, root=None, download: bool = False) -> _Raw:
 # --------------------------------------------------------------------------------------------
 # Subsets and normalisation
 # --------------------------------------------------------------------------------------------
+def _check_positions(positions: Any, n: int) -> np.ndarray:
+    """Positions in a set of ``n`` images: whole numbers in [0, n) (negative ones are not wrapped)."""
+    pos = as_int_array(positions, name="positions", ndim=1)
+    if pos.size and (pos.min() < 0 or pos.max() >= n):
+        raise ValueError(f"positions must lie in [0, {n}) (positions in this set of {n} images), got range "
+                         f"[{int(pos.min())}, {int(pos.max())}]")
+    return pos.astype(np.int64, copy=False)
+
+
 def _check_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -616,7 +639,7 @@ def load_split(name: str, split: str = "train", *, root: str | os.PathLike | Non
     >>> load_split("digits", "train").x.shape
     torch.Size([1347, 1, 8, 8])
     """
-    raw = _raw(name, split, root=root, download=download)
+    raw = _raw(name, split, root=root, download=check_bool(download, "download"))
     return _make_set(raw, np.arange(len(raw.labels)), name)
 
 
@@ -634,7 +657,7 @@ def subset(ds: ImageSet, n: int, *, seed: int, stratified: bool = True) -> Image
     (100, 10)
     """
     labels = ds.y.numpy()
-    positions = _stratified_positions(labels, n, seed=seed, stratified=stratified)
+    positions = _stratified_positions(labels, n, seed=seed, stratified=check_bool(stratified, "stratified"))
     return ds.take(positions)
 
 
@@ -655,11 +678,20 @@ def normalize(ds: ImageSet, mean: Sequence[float] | None = None,
         mean, std = _stats(pixels)
     elif mean is None or std is None:
         raise ValueError("pass both mean and std, or neither")
-    mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    stats = {}
+    for name, values in (("mean", mean), ("std", std)):
+        if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray, torch.Tensor)):
+            raise ValueError(f"{name} must be a sequence of {ds.in_channels} per-channel numbers, got {values!r}")
+        try:
+            stats[name] = tuple(check_real(float(v) if isinstance(v, torch.Tensor) else v, name,
+                                           minimum=0 if name == "std" else None, open_low=True)
+                                for v in values)
+        except ValueError:
+            raise ValueError(f"{name} must hold {ds.in_channels} finite per-channel numbers"
+                             f"{' > 0' if name == 'std' else ''}, got {values!r}") from None
+    mean, std = stats["mean"], stats["std"]
     if len(mean) != ds.in_channels or len(std) != ds.in_channels:
         raise ValueError(f"mean/std need {ds.in_channels} values, got {len(mean)}/{len(std)}")
-    if min(std) <= 0 or not all(math.isfinite(v) for v in mean + std):
-        raise ValueError(f"std must be positive and finite, got std={std}, mean={mean}")
     m, s = _stat_tensors(mean, std)
     return dataclasses.replace(ds, x=((pixels - m) / s).contiguous(), mean=mean, std=std,
                                y=ds.y.clone(), indices=ds.indices.copy())
@@ -719,7 +751,7 @@ def as_images(ds: ImageSet, positions: Sequence[int] | None = None) -> np.ndarra
     """
     x = ds.pixels()
     if positions is not None:
-        x = x[torch.as_tensor(np.asarray(positions, dtype=np.int64))]
+        x = x[torch.as_tensor(_check_positions(positions, len(x)))]
     return x.clamp(0, 1).permute(0, 2, 3, 1).numpy().copy()
 
 

@@ -189,6 +189,9 @@ def resource_options(ray_resources: Mapping[str, Any] | None) -> dict[str, Any]:
     unknown = sorted(set(ray_resources) - set(RAY_OPTIONS))
     if unknown:
         raise ValueError(f"unknown ray_resources keys {unknown}; allowed: {list(RAY_OPTIONS)}")
+    r = ray_resources  # the values too, before any training (run_ray's defaults for the others)
+    _check_resources(r.get("num_cpus", 1), r.get("num_gpus", 0.0), r.get("memory"), r.get("resources"),
+                     r.get("max_retries", 3))
     return dict(ray_resources)
 
 

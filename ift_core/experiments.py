@@ -44,6 +44,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import gde, theory
+from .internal import check_bool, check_int, check_real
 
 __all__ = [
     "TEST_SETS",
@@ -401,12 +402,12 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
     parse_subpopulation_transform(transform)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    if not (isinstance(n_boot, (int, np.integer)) and not isinstance(n_boot, bool) and n_boot >= 10):
-        raise ValueError(f"n_boot must be an integer >= 10, got {n_boot!r}")
-    if not 0 < float(level) < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    seed = check_int(seed, "seed", minimum=0)
+    n_boot = check_int(n_boot, "n_boot", minimum=10)
+    level = check_real(level, "level", minimum=0, maximum=1, open_low=True, open_high=True,
+                       remedy="e.g. 0.95 for a 95 % interval")
+    tensor = check_bool(tensor, "tensor")
+    progress = check_bool(progress, "progress")
 
     # The ordinary sets (whatever construction config.data may already carry).
     config = config.replace(subpopulation_per_class=0, subpopulation_transform=transform, subpopulation_seed=seed)
@@ -615,8 +616,8 @@ def framework_prediction(sweep: SweepResult | Sequence[int], *, n_train: int | N
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (2 if name != "n_train" else 1):
             raise ValueError(f"{name} must be a positive integer (n_classes, n_models >= 2), got {v!r}")
     for name, v in (("p_d", p_d), ("p_r", p_r), ("transfer", transfer)):
-        if v is not None and not 0.0 <= float(v) <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+        if v is not None:
+            check_real(v, name, minimum=0, maximum=1, remedy="a probability, or None to fit it")
     if max(row["train_share"] for row in base) > 1.0:
         raise ValueError(f"a rarity exceeds n_train / n_classes = {n_train / n_classes:g} per class")
 
@@ -629,9 +630,8 @@ def framework_prediction(sweep: SweepResult | Sequence[int], *, n_train: int | N
         else:
             raise ValueError(f"p_systematic must be a number, 'measured' or 'pooled', got {p_systematic!r}")
     else:
-        b = float(p_systematic)
-        if not 0.0 <= b <= 1.0:
-            raise ValueError(f"p_systematic must be in [0, 1], got {p_systematic!r}")
+        b = check_real(p_systematic, "p_systematic", minimum=0, maximum=1,
+                       remedy="a probability, 'measured' or 'pooled'")
         betas = [b] * len(base)
     spec = [{**row, "p_systematic": beta} for row, beta in zip(base, betas)]
     fitted: list[str] = []

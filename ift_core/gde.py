@@ -35,7 +35,17 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from ift_core.internal import as_float_array, as_int_array, pairwise_rate
+from ift_core.internal import (
+    as_float_array,
+    as_int_array,
+    check_bool,
+    check_choice,
+    check_int,
+    check_labels,
+    check_memory,
+    check_real,
+    pairwise_rate,
+)
 
 __all__ = [
     "test_error",
@@ -82,25 +92,17 @@ def _check_preds(preds: Any, *, name: str = "preds", min_models: int = 1, allow_
     return arr.astype(np.int64, copy=False)
 
 
-def _check_labels(labels: Any, n_points: int, *, name: str = "labels") -> np.ndarray:
+def _check_labels(labels: Any, n_points: int, *, name: str = "labels", n_classes: int | None = None) -> np.ndarray:
     arr = as_int_array(labels, name=name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D (N,), got shape {arr.shape}")
     if arr.shape[0] != n_points:
         raise ValueError(f"{name} has {arr.shape[0]} entries but the predictions cover {n_points} points")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty")
-    if arr.min() < 0:
-        raise ValueError(f"{name} must lie in [0, n_classes), got minimum {int(arr.min())}")
-    return arr.astype(np.int64, copy=False)
+    return check_labels(arr, name, n_classes=n_classes).astype(np.int64, copy=False)
 
 
 def _check_n_classes(n_classes: Any, preds: np.ndarray, labels: np.ndarray | None = None) -> int:
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)):
-        raise ValueError(f"n_classes must be an integer, got {n_classes!r}")
-    k = int(n_classes)
-    if k < 2:
-        raise ValueError(f"n_classes must be >= 2, got {k}")
+    k = check_int(n_classes, "n_classes", minimum=2)
     if preds.max() >= k:
         raise ValueError(f"preds must lie in [0, n_classes={k}), got maximum {int(preds.max())}")
     if labels is not None and labels.max() >= k:
@@ -149,9 +151,8 @@ def _check_probs(probs: Any, *, name: str = "probs") -> np.ndarray:
 
 
 def _check_level(level: float) -> float:
-    if not 0.0 < float(level) < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level!r}")
-    return float(level)
+    return check_real(level, "level", minimum=0, maximum=1, open_low=True, open_high=True,
+                      remedy="e.g. level=0.95 for a 95 % interval")
 
 
 def _class_counts(preds: np.ndarray, n_classes: int) -> np.ndarray:
@@ -196,6 +197,7 @@ def test_error(preds: Any, labels: Any, *, per_model: bool = False) -> float | n
     >>> test_error([[0, 1, 1], [0, 0, 1]], [0, 1, 1])
     0.16666666666666666
     """
+    per_model = check_bool(per_model, "per_model")
     p = _check_preds(preds, allow_1d=True)
     y = _check_labels(labels, p.shape[1])
     errors = (p != y[None, :]).mean(axis=1)
@@ -230,6 +232,7 @@ def disagreement(preds: Any, *, include_self: bool = False) -> float:
     >>> disagreement([[0, 1, 2], [0, 1, 1], [1, 1, 2]])
     0.4444444444444444
     """
+    include_self = check_bool(include_self, "include_self")
     p = _check_preds(preds, min_models=2)
     return float(_point_disagreement(p, include_self=include_self).mean())
 
@@ -275,6 +278,8 @@ def vote_ensemble(preds: Any, n_classes: int) -> np.ndarray:
     """
     p = _check_preds(preds, allow_1d=True)
     k = _check_n_classes(n_classes, p)
+    check_memory(8.0 * p.shape[1] * k, f"the (N, n_classes) = ({p.shape[1]}, {k}) vote table",
+                 remedy="n_classes must be the number of classes, not the largest class id (recode sparse ids)")
     return _class_counts(p, k) / p.shape[0]
 
 
@@ -311,8 +316,13 @@ def class_aggregated_calibration(preds: Any, labels: Any, n_classes: int) -> pd.
     y = _check_labels(labels, p.shape[1])
     k = _check_n_classes(n_classes, p, y)
     m, n = p.shape
-    counts = _class_counts(p, k)
+    # Only the classes that occur get a column (as in disagreement): the (N, K) table stays
+    # small for any n_classes. Each absent class has h~_k = 0 at every point: weight 1 at q = 0.
+    cp, cy, k_used = _compact(p, y)
+    counts = _class_counts(cp, k_used)
+    y = cy
     weight = np.bincount(counts.ravel(), minlength=m + 1) / n
+    weight[0] += k - k_used
     joint = np.bincount(counts[np.arange(n), y], minlength=m + 1) / n
     q = np.arange(m + 1) / m
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -393,16 +403,15 @@ def ece(probs: Any, labels: Any, *, n_bins: int = 15) -> float:
             f"probs must have shape (N, C) for ece, got shape {arr.shape}; average an ensemble's probabilities first"
         )
     pr = _check_probs(arr)[0]
-    y = _check_labels(labels, pr.shape[0])
-    if y.max() >= pr.shape[1]:
-        raise ValueError(f"labels must lie in [0, n_classes={pr.shape[1]}), got maximum {int(y.max())}")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    y = _check_labels(labels, pr.shape[0], n_classes=pr.shape[1])
+    # float64 confidences resolve bins down to ~1e-16; beyond 2**40 bins the edges blur
+    n_bins = check_int(n_bins, "n_bins", minimum=1, maximum=2**40)
     conf = pr.max(axis=1)
     correct = (pr.argmax(axis=1) == y).astype(np.float64)
     # bin b (0-based) holds conf in (b/n_bins, (b+1)/n_bins]; conf = 0 goes to bin 0
     bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    gap = np.bincount(bins, weights=correct - conf, minlength=n_bins)
+    _, occupied = np.unique(bins, return_inverse=True)  # only non-empty bins: nothing sized by n_bins
+    gap = np.bincount(occupied.ravel(), weights=correct - conf)
     return float(np.abs(gap).sum() / pr.shape[0])
 
 
@@ -503,12 +512,14 @@ def estimate_error(
     """
     p = _check_preds(preds, min_models=2)
     level = _check_level(level)
+    method = check_choice(method, "method", ("both", "bootstrap", "jackknife"))
+    seed = check_int(seed, "seed", minimum=0)
     m, n = p.shape
     d = _point_disagreement(p)
     estimate = float(d.mean())
     if method == "bootstrap":
-        if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
-            raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}")
+        n_boot = check_int(n_boot, "n_boot", minimum=2)
+        check_memory(8.0 * n_boot, f"n_boot={n_boot} bootstrap replicates", remedy="lower n_boot")
         rng = np.random.default_rng(seed)
         boot = np.empty(n_boot)
         chunk = max(1, 2_000_000 // n)  # bound memory to ~16 MB of indices per chunk
@@ -517,8 +528,6 @@ def estimate_error(
             boot[start:stop] = d[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
         low, high = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
         return ErrorEstimate(estimate, float(low), float(high), float(boot.std(ddof=1)), level, method, m, n)
-    if method not in ("jackknife", "both"):
-        raise ValueError(f"method must be 'both', 'bootstrap' or 'jackknife', got {method!r}")
     if m < 3:
         raise ValueError(f"method={method!r} needs at least 3 models (leave-one-out pairs), got preds shape {p.shape}")
     se_models = _jackknife_models_se(p)
@@ -642,7 +651,8 @@ def gde_summary(preds: Any, labels: Any, n_classes: int) -> pd.Series:
     dis = disagreement(p)
     dis_iid = disagreement(p, include_self=True)
     bound = cace(p, y, k)
-    votes = _class_counts(p, k)
+    cp, cy, k_used = _compact(p, y)  # bounded (N, K) table; np.unique keeps the class order for ties
+    votes_error = float(np.mean(_class_counts(cp, k_used).argmax(axis=1) != cy))
     return pd.Series(
         {
             "n_models": p.shape[0],
@@ -660,7 +670,7 @@ def gde_summary(preds: Any, labels: Any, n_classes: int) -> pd.Series:
             "random_same_wrong_rate": 1.0 / (k - 1),
             "counterfactual_disagreement": counterfactual_disagreement(p, y, k),
             "all_wrong": float(np.mean((p != y[None, :]).all(axis=0))),
-            "vote_ensemble_error": float(np.mean(votes.argmax(axis=1) != y)),
+            "vote_ensemble_error": votes_error,
         },
         dtype=object,
     )
@@ -702,9 +712,7 @@ class _ErrorEstimator:
         self
         """
         pr = self._check(probs, "probs")
-        y = _check_labels(labels, pr.shape[1])
-        if y.max() >= pr.shape[2]:
-            raise ValueError(f"labels must lie in [0, n_classes={pr.shape[2]}), got maximum {int(y.max())}")
+        y = _check_labels(labels, pr.shape[1], n_classes=pr.shape[2])
         self.n_models_ = pr.shape[0]
         self.n_classes_ = pr.shape[2]
         self.source_errors_ = (pr.argmax(axis=2) != y[None, :]).mean(axis=1)
@@ -835,7 +843,7 @@ class ATC(_ErrorEstimator):
     """
 
     def __init__(self, score: str = "negative_entropy") -> None:
-        self.score = score
+        self.score = check_choice(score, "score", _ATC_SCORES)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -877,7 +885,7 @@ class GDE(_ErrorEstimator):
     min_models = 2
 
     def __init__(self, include_self: bool = False) -> None:
-        self.include_self = include_self
+        self.include_self = check_bool(include_self, "include_self")
 
     def _fit(self, probs: np.ndarray, labels: np.ndarray) -> None:
         self.source_disagreement_ = disagreement(probs.argmax(axis=2), include_self=self.include_self)
@@ -898,6 +906,7 @@ def default_estimators(n_models: int = 2) -> list[_ErrorEstimator]:
     >>> [e.name for e in default_estimators(5)]
     ['AC', 'DoC', 'ATC-MC', 'ATC-NE', 'GDE']
     """
+    n_models = check_int(n_models, "n_models", minimum=1)
     out: list[_ErrorEstimator] = [
         AverageConfidence(),
         DifferenceOfConfidences(),
@@ -949,9 +958,15 @@ def compare_estimators(
     if not isinstance(targets, Mapping) or not targets:
         raise ValueError("targets must be a non-empty mapping name -> (probs, labels)")
     src_probs = _check_probs(source[0], name="source probs")
+    if estimators is not None and (isinstance(estimators, (str, bytes)) or not isinstance(estimators, Sequence)):
+        raise ValueError(f"estimators must be a sequence of estimators (e.g. default_estimators()), got {estimators!r}")
     ests = list(estimators) if estimators is not None else default_estimators(src_probs.shape[0])
     if not ests:
         raise ValueError("estimators is empty")
+    for i, est in enumerate(ests):
+        if not isinstance(est, _ErrorEstimator):
+            raise ValueError(f"estimators[{i}] must be an estimator (AverageConfidence, DifferenceOfConfidences, ATC, "
+                             f"GDE), got {est!r}")
     for est in ests:
         est.fit(src_probs, source[1])
     rows = []
@@ -959,7 +974,7 @@ def compare_estimators(
         if not isinstance(pair, tuple) or len(pair) != 2:
             raise ValueError(f"targets[{tname!r}] must be a (probs, labels) tuple")
         tp = _check_probs(pair[0], name=f"targets[{tname!r}] probs")
-        ty = _check_labels(pair[1], tp.shape[1], name=f"targets[{tname!r}] labels")
+        ty = _check_labels(pair[1], tp.shape[1], name=f"targets[{tname!r}] labels", n_classes=tp.shape[2])
         true = test_error(tp.argmax(axis=2), ty)
         for est in ests:
             value = est.estimate(tp)

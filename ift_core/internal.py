@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import hashlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -136,13 +137,22 @@ def as_float_array(x: Any, *, name: str, ndim: int | None = None) -> np.ndarray:
 
 
 def as_int_array(x: Any, *, name: str, ndim: int | None = None) -> np.ndarray:
-    """Validate an integer array (labels, predictions); floats must be whole."""
+    """Validate an integer array (labels, predictions); floats must be whole. Returns int64 or
+    a narrower signed integer dtype; values that int64 cannot hold are refused, not wrapped."""
     arr = np.asarray(x)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{name} must be an integer array, got dtype {arr.dtype}")
-    if not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be an integer array, got dtype {arr.dtype}; pass class indices "
+                         "(e.g. probs.argmax(-1))")
+    if np.issubdtype(arr.dtype, np.unsignedinteger):
+        if arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{name} must hold integers below 2**63, got maximum {int(arr.max())} "
+                             f"(dtype {arr.dtype})")
+        arr = arr.astype(np.int64)
+    elif not np.issubdtype(arr.dtype, np.integer):
         if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
             raise ValueError(f"{name} must hold whole numbers, got dtype {arr.dtype} with fractions or NaN")
+        if arr.size and np.abs(arr).max() >= 2.0**63:
+            raise ValueError(f"{name} must hold integers below 2**63 in size, got {float(np.abs(arr).max()):.4g}")
         arr = arr.astype(np.int64)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
@@ -164,3 +174,175 @@ def pairwise_rate(preds: np.ndarray, *, agree: bool) -> np.ndarray:
     if agree:
         np.fill_diagonal(out, 1.0)
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# Scalar and array validators: one wording for every public function.
+# Messages read "NAME must be WHAT, got VALUE; REMEDY". bool is never a number (True is not
+# a count), numpy scalars are accepted like Python ones, strings are never parsed.
+# ------------------------------------------------------------------------------------------
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _fail(name: str, what: str, value: Any, remedy: str | None) -> ValueError:
+    return ValueError(f"{name} must be {what}, got {_show(value)}" + (f"; {remedy}" if remedy else ""))
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _bounds(minimum: float | None, maximum: float | None, *, open_low: bool = False,
+            open_high: bool = False) -> str:
+    low = None if minimum is None else ("> " if open_low else ">= ") + f"{minimum:g}"
+    high = None if maximum is None else ("< " if open_high else "<= ") + f"{maximum:g}"
+    return " and ".join(b for b in (low, high) if b)
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None,
+              remedy: str | None = None) -> int:
+    """``value`` as a Python int: an int or numpy integer (never a bool, float or string) in range.
+
+    Examples
+    --------
+    >>> check_int(np.int32(3), "n_models", minimum=1)
+    3
+    >>> check_int(True, "n_models")
+    Traceback (most recent call last):
+    ...
+    ValueError: n_models must be an integer, got True
+    """
+    what = "an integer" + (f" {_bounds(minimum, maximum)}" if minimum is not None or maximum is not None else "")
+    if _is_bool(value) or not isinstance(value, (int, np.integer)):
+        raise _fail(name, what, value, remedy)
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise _fail(name, what, value, remedy)
+    return value
+
+
+def check_real(value: Any, name: str, *, minimum: float | None = None, maximum: float | None = None,
+               open_low: bool = False, open_high: bool = False, allow_inf: bool = False,
+               remedy: str | None = None) -> float:
+    """``value`` as a finite float (``inf`` only where allowed) in range; never a bool, complex or string.
+
+    Examples
+    --------
+    >>> check_real(np.float32(0.5), "level", minimum=0, maximum=1, open_low=True, open_high=True)
+    0.5
+    >>> check_real("high", "level")
+    Traceback (most recent call last):
+    ...
+    ValueError: level must be a finite real number, got 'high'
+    """
+    rng = _bounds(minimum, maximum, open_low=open_low, open_high=open_high)
+    what = ("a real number" if allow_inf else "a finite real number") + (f" {rng}" if rng else "")
+    if _is_bool(value) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise _fail(name, what, value, remedy)
+    v = float(value)
+    if math.isnan(v) or (math.isinf(v) and not allow_inf):
+        raise _fail(name, what, value, remedy)
+    if minimum is not None and (v < minimum or (open_low and v == minimum)):
+        raise _fail(name, what, value, remedy)
+    if maximum is not None and (v > maximum or (open_high and v == maximum)):
+        raise _fail(name, what, value, remedy)
+    return v
+
+
+def check_bool(value: Any, name: str, *, remedy: str | None = None) -> bool:
+    """``value`` as a bool: True/False or a numpy bool only (never 0/1, "False" or None).
+
+    Examples
+    --------
+    >>> check_bool(np.True_, "cache")
+    True
+    >>> check_bool("False", "cache")
+    Traceback (most recent call last):
+    ...
+    ValueError: cache must be True or False, got 'False'
+    """
+    if not _is_bool(value):
+        raise _fail(name, "True or False", value, remedy)
+    return bool(value)
+
+
+def check_choice(value: Any, name: str, choices: Any, *, remedy: str | None = None) -> Any:
+    """The choice ``value`` names (compared by kind and value: 1 is not True, nor "1";
+    numpy strings count as strings).
+
+    Examples
+    --------
+    >>> check_choice(np.str_("both"), "method", ("both", "bootstrap"))
+    'both'
+    """
+    choices = tuple(choices)
+
+    def same(c: Any) -> bool:
+        kin = isinstance(value, type(c)) or isinstance(c, type(value))
+        return kin and _is_bool(value) == _is_bool(c) and bool(value == c)
+
+    for c in choices:
+        if same(c):
+            return c
+    raise _fail(name, f"one of {choices}", value, remedy)
+
+
+def check_labels(labels: Any, name: str, *, n: int | None = None, n_classes: int | None = None,
+                 remedy: str | None = None) -> np.ndarray:
+    """A non-empty 1-D int64 array of class indices in ``[0, n_classes)`` (of length ``n`` if given).
+
+    Examples
+    --------
+    >>> check_labels([0, 2, 1], "labels", n_classes=3)
+    array([0, 2, 1])
+    >>> check_labels([0, -1], "labels", n_classes=3)
+    Traceback (most recent call last):
+    ...
+    ValueError: labels must lie in [0, 3) (class indices), got minimum -1
+    """
+    arr = as_int_array(labels, name=name, ndim=1)
+    if arr.size == 0:
+        raise _fail(name, "a non-empty array of class indices", arr, remedy)
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} must have {n} entries (one per point), got {arr.shape[0]}"
+                         + (f"; {remedy}" if remedy else ""))
+    top = "n_classes" if n_classes is None else f"{n_classes}"
+    if arr.min() < 0:
+        raise ValueError(f"{name} must lie in [0, {top}) (class indices), got minimum {int(arr.min())}"
+                         + (f"; {remedy}" if remedy else ""))
+    if n_classes is not None and arr.max() >= n_classes:
+        raise ValueError(f"{name} must lie in [0, {n_classes}) (class indices), got maximum {int(arr.max())}"
+                         + (f"; {remedy}" if remedy else ""))
+    return arr
+
+
+def _total_memory() -> int | None:
+    """Physical memory in bytes, or None where the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
+
+
+def check_memory(n_bytes: float, what: str, *, remedy: str | None = None) -> None:
+    """Refuse, before allocating, work whose arrays (``n_bytes``, computed from the arguments)
+    exceed this machine's physical memory; ``what`` names the arguments that set the size.
+
+    Examples
+    --------
+    >>> check_memory(8 * 10**6, "n_boot=10**6 replicates")
+    >>> check_memory(8 * 10**18, "n_boot=10**18 replicates", remedy="lower n_boot")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: n_boot=10**18 replicates needs 7,450,580,596.9 GiB, more than this machine's ...
+    """
+    total = _total_memory()
+    if total is not None and n_bytes > total:
+        raise ValueError(f"{what} needs {_gib(n_bytes)}, more than this machine's {_gib(total)} of memory"
+                         + (f"; {remedy}" if remedy else ""))

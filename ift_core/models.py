@@ -33,6 +33,8 @@ import functools
 import torch
 from torch import nn
 
+from .internal import check_int, check_memory
+
 __all__ = ["ARCHITECTURES", "PENULTIMATE_LAYER", "DEFAULT_WIDTHS", "build_model", "feature_dim", "is_conv"]
 
 ARCHITECTURES = ("resnet18", "small_resnet", "small_cnn", "mlp")
@@ -138,16 +140,18 @@ class MLP(nn.Module):
 
 
 def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return check_int(value, name, minimum=1)
+
+
+def _check_arch(arch: str) -> str:
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHITECTURES}")
+    return arch
 
 
 def is_conv(arch: str) -> bool:
     """Whether ``arch`` is a convolutional net (channels-last helps it on a GPU)."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHITECTURES}")
-    return arch != "mlp"
+    return _check_arch(arch) != "mlp"
 
 
 def feature_dim(arch: str, width: int | None = None) -> int:
@@ -160,8 +164,7 @@ def feature_dim(arch: str, width: int | None = None) -> int:
     >>> feature_dim("small_cnn", 16)
     128
     """
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHITECTURES}")
+    _check_arch(arch)
     w = DEFAULT_WIDTHS[arch] if width is None else _check_positive_int(width, "width")
     return {"resnet18": 8 * w, "small_resnet": 4 * w, "small_cnn": 8 * w, "mlp": w}[arch]
 
@@ -198,20 +201,29 @@ def build_model(
     >>> type(m.penultimate).__name__, m.classifier.in_features
     ('Identity', 512)
     """
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHITECTURES}")
-    _check_positive_int(in_channels, "in_channels")
-    _check_positive_int(n_classes, "n_classes")
-    _check_positive_int(image_size, "image_size")
+    _check_arch(arch)
+    in_channels = _check_positive_int(in_channels, "in_channels")
+    n_classes = _check_positive_int(n_classes, "n_classes")
+    image_size = _check_positive_int(image_size, "image_size")
     if n_classes < 2:
         raise ValueError(f"n_classes must be >= 2, got {n_classes}")
     w = DEFAULT_WIDTHS[arch] if width is None else _check_positive_int(width, "width")
+    if arch == "small_cnn" and image_size < 4:
+        raise ValueError(f"small_cnn needs image_size >= 4 (two 2x2 poolings), got {image_size}")
+    # Count the parameters on the meta device (no memory) before allocating them.
+    with torch.device("meta"):
+        n_params = sum(p.numel() for p in _build(arch, w, in_channels, n_classes, image_size).parameters())
+    check_memory(4.0 * n_params, f"build_model({arch!r}, width={w}, in_channels={in_channels}, "
+                 f"image_size={image_size}, n_classes={n_classes}) with {n_params:,} float32 parameters",
+                 remedy="lower width (or image_size for small_cnn and mlp)")
+    return _build(arch, w, in_channels, n_classes, image_size)
+
+
+def _build(arch: str, w: int, in_channels: int, n_classes: int, image_size: int) -> nn.Module:
     if arch == "resnet18":
         return _cifar_resnet_class()((2, 2, 2, 2), width=w, in_channels=in_channels, n_classes=n_classes)
     if arch == "small_resnet":
         return _cifar_resnet_class()((1, 1, 1), width=w, in_channels=in_channels, n_classes=n_classes)
     if arch == "small_cnn":
-        if image_size < 4:
-            raise ValueError(f"small_cnn needs image_size >= 4 (two 2x2 poolings), got {image_size}")
         return SmallCNN(width=w, in_channels=in_channels, n_classes=n_classes, image_size=image_size)
     return MLP(width=w, in_features=in_channels * image_size * image_size, n_classes=n_classes)

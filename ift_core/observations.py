@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats as sps
 from tqdm import tqdm
 
-from .internal import as_float_array, as_int_array, pairwise_rate
+from .internal import as_float_array, as_int_array, check_bool, check_int, check_real, pairwise_rate
 from .tensor import (
     InteractionTensor,
     ModelComponents,
@@ -103,10 +103,24 @@ class Observation:
 
 # --------------------------------------------------------------------------- helpers on plain arrays
 def _check_confidence_level(confidence_level: Any) -> float:
-    level = float(confidence_level)
-    if not 0 < level < 1:
-        raise ValueError(f"confidence_level must lie in (0, 1), got {confidence_level!r}")
-    return level
+    return check_real(confidence_level, "confidence_level", minimum=0, maximum=1, open_low=True, open_high=True,
+                      remedy="e.g. 0.95 for a 95 % interval")
+
+
+def _grid(values: Any, name: str, *, unit: bool) -> list[float]:
+    """A threshold grid: finite numbers, in [0, 1] for quantiles."""
+    if values is None:
+        return []
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+        raise ValueError(f"{name} must be a sequence of numbers or None, got {values!r}")
+    out = []
+    for v in values:
+        try:
+            out.append(check_real(v, name, minimum=0 if unit else None, maximum=1 if unit else None))
+        except ValueError:
+            raise ValueError(f"{name} must hold finite numbers{' in [0, 1]' if unit else ''}, got {v!r} in "
+                             f"{list(values)!r}") from None
+    return out
 
 
 def ensemble_confidence(probs: Any, labels: Any) -> np.ndarray:
@@ -326,6 +340,9 @@ def o2_features_vs_confidence(tensor: InteractionTensor, probs: Any, labels: Any
     'O2'
     """
     it = _check_tensor(tensor)
+    per_model = check_bool(per_model, "per_model")
+    n_bins = check_int(n_bins, "n_bins", minimum=1)
+    _check_confidence_level(confidence_level)
     conf = ensemble_confidence(probs, labels)
     if conf.shape[0] != it.n_points:
         raise ValueError(f"probs has {conf.shape[0]} points, the tensor has {it.n_points}")
@@ -339,9 +356,6 @@ def o2_features_vs_confidence(tensor: InteractionTensor, probs: Any, labels: Any
     table = pts.assign(label=y, confidence=conf, frac_models_correct=correct,
                        features=feats)
     r = spearman_ci(conf, feats, confidence_level=confidence_level)
-    n_bins = int(n_bins)
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins}")
     ranks = sps.rankdata(conf, method="ordinal") - 1
     table["confidence_bin"] = (ranks * n_bins // max(len(conf), 1)).astype(int)
     bins = (table.groupby("confidence_bin")
@@ -491,7 +505,9 @@ def o4_overlap_vs_agreement(tensor: InteractionTensor, preds: Any, *, confidence
     agr = pairwise_agreement(p)
     i, j = np.triu_indices(it.n_models, k=1)
     table = pd.DataFrame({"model_a": i, "model_b": j, "overlap": ov[i, j], "agreement": agr[i, j]})
-    r = _o4_numbers(ov, agr, confidence_level=level, n_permutations=int(n_permutations), seed=seed)
+    n_permutations = check_int(n_permutations, "n_permutations", minimum=0, remedy="0 skips the Mantel test")
+    seed = check_int(seed, "seed", minimum=0)
+    r = _o4_numbers(ov, agr, confidence_level=level, n_permutations=n_permutations, seed=seed)
     stats = {**{f"spearman_{k}": v for k, v in r.items() if k in ("rho", "low", "high")},
              "p_mantel": r["p_mantel"], "n_pairs": r["n_pairs"], "n_models": r["n_models"],
              "pearson_r": float(np.corrcoef(ov[i, j], agr[i, j])[0, 1]) if i.size > 2 and np.ptp(ov[i, j]) > 0
@@ -572,19 +588,11 @@ def sweep_thresholds(activations: Any, *, n_components: int | str = 50,
     >>> df.shape[0], int(df["T"].min()) >= 4
     (8, True)
     """
-    def number_list(vals: Any, name: str, low: float) -> list[float]:
-        if vals is None:
-            return []
-        if isinstance(vals, (str, bytes)) or not hasattr(vals, "__iter__"):
-            raise ValueError(f"{name} must be a sequence of numbers (or None), got {vals!r}")
-        from .tensor import _check_number
-
-        return [_check_number(v, name, low=low, high=1.0) for v in vals]
-
-    corr_grid = [("quantile", v) for v in number_list(corr_quantiles, "corr_quantiles", 0.0)]
-    corr_grid += [("absolute", v) for v in number_list(corr_thresholds, "corr_thresholds", 0.0)]
-    pres_grid = [("quantile", v) for v in number_list(presence_quantiles, "presence_quantiles", 0.0)]
-    pres_grid += [("absolute", v) for v in number_list(presence_thresholds, "presence_thresholds", -1.0)]
+    progress = check_bool(progress, "progress")
+    corr_grid = [("quantile", v) for v in _grid(corr_quantiles, "corr_quantiles", unit=True)]
+    corr_grid += [("absolute", v) for v in _grid(corr_thresholds, "corr_thresholds", unit=False)]
+    pres_grid = [("quantile", v) for v in _grid(presence_quantiles, "presence_quantiles", unit=True)]
+    pres_grid += [("absolute", v) for v in _grid(presence_thresholds, "presence_thresholds", unit=False)]
     if not corr_grid:
         raise ValueError("give corr_quantiles or corr_thresholds (both are empty)")
     if not pres_grid:

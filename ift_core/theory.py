@@ -65,7 +65,16 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln, xlogy
 
-from .internal import as_int_array
+from .internal import (
+    as_float_array,
+    as_int_array,
+    check_bool,
+    check_choice,
+    check_int,
+    check_labels,
+    check_memory,
+    check_real,
+)
 from .gde import same_wrong_rate  # re-exported: the framework reads p_systematic from it
 
 __all__ = [
@@ -109,17 +118,45 @@ _METRICS = ("accuracy", "agreement", "error", "disagreement", "gap")
 # --------------------------------------------------------------------------------------
 # validation helpers
 # --------------------------------------------------------------------------------------
+_MAX_COUNT = 2**53  # counts enter float arithmetic: above this they are no longer exact
+
+
 def _check_count(value: Any, name: str, *, minimum: int = 1, allow_inf: bool = False) -> int | float:
-    """A whole number >= minimum (a whole float is accepted); ``inf`` where allowed."""
+    """A whole number in [minimum, 2**53] (a whole float is accepted); ``inf`` where allowed."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     if allow_inf and value == math.inf:
         return math.inf
-    if not math.isfinite(value) or value != int(value):
+    if not isinstance(value, (int, np.integer)) and (not math.isfinite(value) or value != int(value)):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if value > _MAX_COUNT:
+        raise ValueError(f"{name} must be at most 2**53 (exact in floating point), got {value!r}"
+                         + ("; use math.inf for the limit of infinitely many" if allow_inf else ""))
     return int(value)
+
+
+def _check_model(model: Any) -> "FeatureModel":
+    if not isinstance(model, FeatureModel):
+        raise ValueError(f"model must be a FeatureModel, got {type(model).__name__}")
+    return model
+
+
+def _check_seed(seed: Any) -> int:
+    return check_int(seed, "seed", minimum=0, remedy="a seed is a non-negative integer")
+
+
+def _simulation_bytes(model: "FeatureModel", n_reps: int, n_models: int, n_points: int) -> float:
+    """Bytes of the largest arrays one batch of :func:`_simulate_batch` holds at once."""
+    F, K = model.n_features, model.n_classes
+    nmax = max(g.n for g in model.groups)
+    n_sets = n_reps if model.training == "shared" else n_reps * n_models
+    # training points' features (int64), seen and learned features, test points, per-model answers
+    # (and the (R, M, P, K) vote comparison of the agreement)
+    train = 0.0 if model.n_train == math.inf else float(n_sets) * model.n_train * (2 * nmax + 3) * 8
+    return (train + float(n_sets) * (F + 1) + float(n_reps) * n_models * F * 9
+            + float(n_reps) * n_points * (nmax + 2) * 8 + float(n_reps) * n_models * n_points * (nmax + 25 + K))
 
 
 def _check_prob(value: Any, name: str) -> float:
@@ -135,6 +172,15 @@ def _check_training(training: Any) -> str:
     if training not in TRAINING:
         raise ValueError(f"training must be one of {TRAINING}, got {training!r}")
     return training
+
+
+def _check_z(z: Any) -> np.ndarray:
+    """Arguments of a generating function ``E_s(z)``: numbers in [0, 1] (probabilities)."""
+    z = as_float_array(z, name="z").astype(float)
+    if z.size and (np.isnan(z).any() or z.min() < 0 or z.max() > 1):
+        raise ValueError(f"z must hold numbers in [0, 1] (E_s(z) = E[z^B] is a generating function at a "
+                         f"probability), got {z.ravel()[:5]!r}")
+    return z
 
 
 # --------------------------------------------------------------------------------------
@@ -244,6 +290,8 @@ class FeatureModel:
     # -- construction -----------------------------------------------------------------
     def _setup(self, groups: Sequence[Group], *, n_classes: Any, n_train: Any, training: Any,
                p_systematic: Any, two_group: bool) -> None:
+        if isinstance(groups, (str, bytes, Mapping)) or not isinstance(groups, (Sequence, np.ndarray)):
+            raise ValueError(f"groups must be a non-empty sequence of Group, got {groups!r}")
         groups = tuple(groups)
         if not groups or not all(isinstance(g, Group) for g in groups):
             raise ValueError(f"groups must be a non-empty sequence of Group, got {groups!r}")
@@ -277,9 +325,19 @@ class FeatureModel:
         >>> len(fm.groups), 0 <= fm.gde_gap() < 1
         (3, True)
         """
+        if isinstance(groups, (str, bytes, Mapping)) or not isinstance(groups, (Sequence, np.ndarray)):
+            raise ValueError(f"groups must be a non-empty sequence of Group or of dicts with keys t, n, p, weight, "
+                             f"got {groups!r}")
         built = []
+        fields = {f.name for f in dataclasses.fields(Group)}
         for i, g in enumerate(groups):
             if isinstance(g, Mapping):
+                missing = sorted({"t", "n", "p", "weight"} - set(g))
+                unknown = sorted(set(g) - fields, key=str)
+                if missing or unknown:
+                    raise ValueError(f"groups[{i}] must be a dict with keys t, n, p, weight (and optionally name), "
+                                     f"got keys {sorted(g, key=str)}: "
+                                     + (f"missing {missing}" if missing else f"unknown {unknown}"))
                 g = Group(**{"name": f"group{i}", **g})
             built.append(g)
         self = cls.__new__(cls)
@@ -396,7 +454,11 @@ class FeatureModel:
         array([0., 0.])
         """
         a = self._arrays()
-        b = np.asarray(b, float)
+        b = as_float_array(b, name="b").astype(float)
+        t_max = int(a["t"].max())
+        if b.size and (np.isnan(b).any() or (b != np.round(b)).any() or b.min() < 0 or b.max() > t_max):
+            raise ValueError(f"b must hold whole numbers in [0, {t_max}] (features a point can carry), got "
+                             f"{b.ravel()[:5]!r}")
         bb = b.reshape(1, -1) if b.ndim else b.reshape(1, 1)
         nmax = int(max(np.max(bb), 0))
         r = _avoid_prob(a["t"], a["n"], nmax)  # (G, nmax+1)
@@ -437,7 +499,7 @@ class FeatureModel:
         True
         """
         a = self._arrays()
-        z = np.asarray(z, float)
+        z = _check_z(z)
         zz = z.reshape(-1)[None, :]
         shape = (len(self._groups), zz.shape[1])
         out = _E(np.broadcast_to(a["t"][:, None], shape), np.broadcast_to(a["n"][:, None], shape),
@@ -488,7 +550,7 @@ class FeatureModel:
         True
         """
         a = self._arrays()
-        z = np.asarray(z, float)
+        z = _check_z(z)
         if z.shape != (len(self._groups),):
             raise ValueError(f"z must have shape ({len(self._groups)},), got {z.shape}")
         return _E(a["t"], a["n"], z, a["weight"], self._n_train, self._n_classes)
@@ -616,6 +678,9 @@ class FeatureModel:
         True
         """
         nmax = max(g.n for g in self._groups)
+        if self._n_train != math.inf:  # a dense (n + 1, n + 1) transition matrix and its powers
+            check_memory(4 * 8.0 * (nmax + 1) ** 2, f"the seen-feature law of a group with n={nmax} features per point",
+                         remedy="lower the groups' n")
         out = np.zeros((len(self._groups), nmax + 1))
         for s, g in enumerate(self._groups):
             out[s, : g.n + 1] = _seen_law(g.t, g.n, g.weight / self._n_classes, self._n_train)
@@ -754,6 +819,7 @@ def expected_metrics(*, t: Any, n: Any, p: Any, weight: Any, n_train: Any, n_cla
     (2,)
     """
     _check_training(training)
+    validate = check_bool(validate, "validate")
     t, n, p, weight = (np.asarray(x) for x in (t, n, p, weight))
     if min(x.ndim for x in (t, n, p, weight)) < 1:
         raise ValueError("t, n, p and weight need a trailing group axis (shape (..., G))")
@@ -778,6 +844,14 @@ def expected_metrics(*, t: Any, n: Any, p: Any, weight: Any, n_train: Any, n_cla
     agr = (weight * agr_s).sum(-1)
     return {"accuracy": acc, "agreement": agr, "error": 1.0 - acc, "disagreement": 1.0 - agr,
             "gap": acc - agr, "miss": miss, "both": both}
+
+
+def _check_values(values: Any, *, name: str = "values") -> np.ndarray:
+    """Sweep values: a non-empty 1-D float array of finite numbers."""
+    v = as_float_array(values, name=name).astype(float).ravel()
+    if v.size == 0:
+        raise ValueError(f"{name} must hold at least one number, got an empty array")
+    return v
 
 
 def _base_params(base: FeatureModel | None) -> dict[str, Any]:
@@ -858,7 +932,7 @@ def sweep(parameter: str, values: Any, *, base: FeatureModel | None = None) -> p
     """
     if parameter not in PARAMETERS:
         raise ValueError(f"unknown parameter {parameter!r}; known: {PARAMETERS}")
-    values = np.asarray(values).ravel()
+    values = _check_values(values)
     out = evaluate(base=base, **{parameter: values})
     df = pd.DataFrame({"parameter": parameter, "value": values.astype(float)})
     for k in _METRICS:
@@ -875,6 +949,8 @@ def sweeps(ranges: Mapping[str, Any], *, base: FeatureModel | None = None) -> pd
     >>> sorted(df["parameter"].unique())
     ['p_r', 't_r']
     """
+    if not isinstance(ranges, Mapping) or not ranges:
+        raise ValueError(f"ranges must be a non-empty mapping parameter -> values, got {ranges!r}")
     return pd.concat([sweep(k, v, base=base) for k, v in ranges.items()], ignore_index=True)
 
 
@@ -908,8 +984,9 @@ def coupled_sweep(lead: str, follow: str, values: Any, *, base: FeatureModel | N
         if name not in PARAMETERS:
             raise ValueError(f"unknown parameter {name!r}; known: {PARAMETERS}")
     bp = _base_params(base)
-    values = np.asarray(values, float).ravel()
-    ratio = float(bp[follow]) / float(bp[lead]) if ratio is None else float(ratio)
+    values = _check_values(values)
+    ratio = float(bp[follow]) / float(bp[lead]) if ratio is None else check_real(ratio, "ratio", minimum=0,
+                                                                                 open_low=True)
     follow_vals = ratio * values
     if follow in _INT_PARAMS:
         follow_vals = np.maximum(np.round(follow_vals), 1)
@@ -973,10 +1050,16 @@ def coupling_study(bases: Sequence[FeatureModel], lead: str = "t_r", follow: str
     >>> list(df.columns[-3:])
     ['max_gap_alone', 'max_gap_coupled', 'coupled_closer']
     """
+    if isinstance(bases, FeatureModel) or not isinstance(bases, (Sequence, np.ndarray)):
+        raise ValueError(f"bases must be a sequence of FeatureModel, got {type(bases).__name__}; "
+                         "wrap a single model in a list")
+    factors = _check_values(factors, name="factors")
+    if factors.min() <= 0:
+        raise ValueError(f"factors must be positive (they scale {lead}), got {factors.tolist()}")
     rows = []
     for i, base in enumerate(bases):
         bp = _base_params(base)
-        vals = np.maximum(np.round(float(bp[lead]) * np.asarray(factors, float)), 1)
+        vals = np.maximum(np.round(float(bp[lead]) * factors), 1)
         if lead in ("n_d", "n_r"):
             vals = np.minimum(vals, bp["t" + lead[1:]])
         elif lead in ("t_d", "t_r"):
@@ -1159,6 +1242,7 @@ class Simulation:
         groups : ndarray (T,) int64
             Group of each kept feature (``groups == 0`` is the dominant mask).
         """
+        drop_absent = check_bool(drop_absent, "drop_absent")
         X = self.feature_matrix()
         omega = X[None, :, :] & self.learned[:, None, :]
         keep = omega.any(axis=(0, 1)) if drop_absent else np.ones(X.shape[1], bool)
@@ -1169,7 +1253,10 @@ class Simulation:
         return float((self.predictions == self.labels[None]).mean())
 
     def agreement(self) -> float:
-        """Mean agreement over distinct pairs of models."""
+        """Mean agreement over distinct pairs of models (needs n_models >= 2)."""
+        if self.n_models < 2:
+            raise ValueError(f"agreement is over distinct pairs of models: it needs n_models >= 2, this simulation "
+                             f"has n_models={self.n_models}; simulate more models")
         _, agr = _rep_metrics(self.predictions[None], self.labels[None], self.model.n_classes)
         return float(agr[0])
 
@@ -1197,10 +1284,13 @@ def simulate(model: FeatureModel, *, n_models: int, n_points: int, seed: int = 0
     >>> int(sim.labels.max()) < 3
     True
     """
-    if not isinstance(model, FeatureModel):
-        raise ValueError(f"model must be a FeatureModel, got {type(model).__name__}")
+    _check_model(model)
     _check_count(n_models, "n_models")
     _check_count(n_points, "n_points")
+    seed = _check_seed(seed)
+    check_memory(_simulation_bytes(model, 1, int(n_models), int(n_points)),
+                 f"simulate(n_models={n_models}, n_points={n_points}, n_train={model.n_train})",
+                 remedy="lower n_models, n_points or the model's n_train")
     rng = np.random.default_rng(seed)
     out = _simulate_batch(model, rng, 1, int(n_models), int(n_points))
     _, _, fgroup, fclass = _group_layout(model)
@@ -1233,9 +1323,16 @@ def monte_carlo(model: FeatureModel, *, n_reps: int = 200, n_models: int = 4, n_
     >>> sorted(k for k in mc if k.endswith("_se"))
     ['accuracy_se', 'agreement_se', 'gap_se']
     """
+    _check_model(model)
     _check_count(n_reps, "n_reps", minimum=2)
     _check_count(n_models, "n_models", minimum=2)
     _check_count(n_points, "n_points")
+    seed = _check_seed(seed)
+    if chunk is not None:
+        chunk = check_int(chunk, "chunk", minimum=1, remedy="replicates simulated at once; None picks it")
+    check_memory(_simulation_bytes(model, chunk or 1, int(n_models), int(n_points)),
+                 f"monte_carlo(n_models={n_models}, n_points={n_points}, n_train={model.n_train}, chunk={chunk})",
+                 remedy="lower n_models, n_points, chunk or the model's n_train")
     rng = np.random.default_rng(seed)
     if chunk is None:  # keep each batch's arrays around a few million entries
         F = model.n_features
@@ -1272,6 +1369,12 @@ def compare_with_simulation(models: Sequence[FeatureModel], *, n_reps: int = 200
     """
     from tqdm import tqdm
 
+    progress = check_bool(progress, "progress")
+    if isinstance(models, FeatureModel) or not isinstance(models, (Sequence, np.ndarray)):
+        raise ValueError(f"models must be a sequence of FeatureModel, got {type(models).__name__}; "
+                         "wrap a single model in a list")
+    for fm in models:
+        _check_model(fm)
     rows = []
     for i, fm in enumerate(tqdm(list(models), desc="monte carlo", disable=not progress)):
         closed = fm.metrics()
@@ -1301,9 +1404,13 @@ def random_models(n: int, *, seed: int = 0, n_groups: int | Sequence[int] = 2,
     >>> {m.training for m in ms} == {"shared", "independent"}
     True
     """
-    rng = np.random.default_rng(seed)
-    regimes = list(itertools.product(np.atleast_1d(n_groups).tolist(), np.atleast_1d(n_classes).tolist(),
-                                     list(training), list(p_systematic)))
+    n = check_int(n, "n", minimum=0)
+    rng = np.random.default_rng(_check_seed(seed))
+    groups_, classes_ = (np.atleast_1d(np.asarray(v, dtype=object)).tolist() for v in (n_groups, n_classes))
+    for name, values, low in (("n_groups", groups_, 1), ("n_classes", classes_, 2)):
+        for v in values:
+            check_int(v, name, minimum=low, remedy="an integer or a sequence of integers")
+    regimes = list(itertools.product(groups_, classes_, list(training), list(p_systematic)))
     out = []
     for i in range(n):
         G, K, tr, beta = regimes[i % len(regimes)]
@@ -1435,8 +1542,10 @@ def vote_calibration(model: FeatureModel, *, n_models: int | None = None, decima
     >>> bool(np.isclose(tab["mass"].sum(), 2))  # K = 2 vote shares per point
     True
     """
+    _check_model(model)
     if n_models is not None:
         n_models = _check_count(n_models, "n_models")
+    decimals = check_int(decimals, "decimals")
     vals, mt, ma = _vote_masses(model, n_models)
     key = np.round(vals, decimals)
     uniq, inv = np.unique(key, return_inverse=True)
@@ -1481,14 +1590,26 @@ def empirical_vote_calibration(predictions: Any, labels: Any, *, n_classes: int 
     labels = as_int_array(labels, name="labels")
     if preds.ndim == 2:
         preds, labels = preds[None], labels[None]
-    if preds.ndim != 3 or labels.shape != (preds.shape[0], preds.shape[2]):
+    if preds.ndim != 3 or labels.shape != (preds.shape[0], preds.shape[2]) or preds.size == 0:
         raise ValueError(f"predictions (M, N) and labels (N,) do not match: {preds.shape} vs {labels.shape}")
-    K = int(max(preds.max(), labels.max()) + 1) if n_classes is None else int(n_classes)
+    K = None if n_classes is None else check_int(n_classes, "n_classes", minimum=2)
+    check_labels(preds.ravel(), "predictions", n_classes=K)
+    check_labels(labels.ravel(), "labels", n_classes=K)
+    if K is None:
+        K = max(int(max(preds.max(), labels.max())) + 1, 2)
     M = preds.shape[1]
-    counts = (preds[..., None] == np.arange(K)).sum(1).reshape(-1, K)  # (R*N, K)
-    y = labels.reshape(-1)
+    # Votes per point and class from the classes that occur (each absent class has 0 votes
+    # at every point: mass 1 at confidence 0), so nothing is sized by K.
+    uniq, inv = np.unique(np.concatenate([preds.ravel(), labels.ravel()]), return_inverse=True)
+    k_used = uniq.size
+    cp = inv[: preds.size].reshape(preds.shape)
+    y = inv[preds.size:]
+    R, _, N = preds.shape
+    point = np.arange(R)[:, None, None] * N + np.arange(N)[None, None, :]
+    counts = np.bincount((point * k_used + cp).ravel(), minlength=R * N * k_used).reshape(R * N, k_used)
     n_pts = y.size
     mass = np.bincount(counts.ravel(), minlength=M + 1) / n_pts
+    mass[0] += K - k_used
     mass_true = np.bincount(counts[np.arange(n_pts), y], minlength=M + 1) / n_pts
     q = np.arange(M + 1) / M
     keep = mass > 0
@@ -1539,10 +1660,10 @@ def gde_constructions(target_accuracy: float, *, base: FeatureModel | None = Non
     >>> bool(np.allclose(df["accuracy"], 0.8))
     True
     """
-    if not (0.0 < float(target_accuracy) <= 1.0):
-        raise ValueError(f"target_accuracy must be in (0, 1], got {target_accuracy!r}")
-    if solve_for not in ("p_d", "p_r", "alpha_d"):
-        raise ValueError(f"solve_for must be one of ('p_d', 'p_r', 'alpha_d'), got {solve_for!r}")
+    target_accuracy = check_real(target_accuracy, "target_accuracy", minimum=0, maximum=1, open_low=True)
+    solve_for = check_choice(solve_for, "solve_for", ("p_d", "p_r", "alpha_d"))
+    n_best = check_int(n_best, "n_best", minimum=1)
+    tol = check_real(tol, "tol", minimum=0, maximum=1, remedy="an accuracy tolerance such as 1e-6")
     search = dict(_DEFAULT_SEARCH if search is None else search)
     search.pop(solve_for, None)
     bp = _base_params(base)
@@ -1615,9 +1736,7 @@ def beta_from_same_wrong_rate(rate: float, n_classes: int) -> float:
     K = _check_count(n_classes, "n_classes", minimum=2)
     if K == 2:
         raise ValueError("n_classes=2: two wrong answers always agree, p_systematic is not identifiable")
-    s = float(rate)
-    if not (0.0 <= s <= 1.0):
-        raise ValueError(f"rate must be in [0, 1], got {rate!r}")
+    s = check_real(rate, "rate", minimum=0, maximum=1, remedy="a rate is a probability")
     # (1 + 1/(K-2)) a^2 - 2a/(K-2) + 1/(K-2) - s = 0
     A, B, C = 1 + 1 / (K - 2), -2 / (K - 2), 1 / (K - 2) - s
     disc = max(B * B - 4 * A * C, 0.0)

@@ -57,10 +57,11 @@ Backends
     ``sequential`` on a GPU, ``vmap`` for an MLP on CPU, ``processes`` for conv
     nets when more than one core is usable, else ``sequential``.
 
-Conv nets train in channels-last memory format (faster on CPU, with mkldnn,
-and on GPU tensor cores). On a GPU (``device="cuda"``, the default when one is
-present) training uses bf16 autocast and keeps the data on the GPU; results are
-then not bit-identical to CPU runs. ``backend="vmap", device="cuda"`` trains
+On a GPU conv nets train in channels-last memory format (tensor cores); on the
+CPU only ``small_cnn`` does (faster there), and the ResNets train in the standard
+layout (oneDNN's channels-last kernels crash them on AVX2 CPUs; see ``_memory_format``).
+On a GPU (``device="cuda"``, the default when one is present) training uses bf16
+autocast and keeps the data on the GPU; results are then not bit-identical to CPU runs. ``backend="vmap", device="cuda"`` trains
 several seeds at once on one GPU as a stacked model. Deterministic kernels are
 requested everywhere (``torch.use_deterministic_algorithms(warn_only=True)``,
 cuDNN deterministic, no benchmark mode). Recorded accuracies are computed in
@@ -118,7 +119,7 @@ from .cache import entry_dir
 from .data import DataConfig, ImageSet, add_subpopulation, load_data, load_split, normalize, subset
 from . import locks
 from .integrity import DamagedFileError, read_sealed, write_sealed
-from .internal import config_key, to_jsonable
+from .internal import check_bool, check_int, config_key, to_jsonable
 from .models import ARCHITECTURES, DEFAULT_WIDTHS, build_model, is_conv
 
 __all__ = [
@@ -281,7 +282,7 @@ def get_profile(name: str, /, **overrides: Any) -> TrainConfig:
     >>> get_profile("cpu", n_models=4).n_models
     4
     """
-    if name not in PROFILES:
+    if not isinstance(name, str) or name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {tuple(PROFILES)}")
     return PROFILES[name].replace(**overrides) if overrides else PROFILES[name]
 
@@ -294,6 +295,7 @@ def model_seeds(config: TrainConfig, m: int) -> dict[str, int]:
     >>> model_seeds(get_profile("tiny", mode="difforder"), 2)
     {'seed': 2, 'init': 0, 'order': 2, 'subset': 0}
     """
+    m = check_int(m, "m", minimum=0, remedy="m is a model's index in the ensemble")
     s = config.seed + m
     varies_init = config.mode in ("diffinit", "alldiff")
     varies_order = config.mode in ("difforder", "alldiff")
@@ -308,6 +310,8 @@ def model_seeds(config: TrainConfig, m: int) -> dict[str, int]:
 
 def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
     """Learning rate at ``step`` (0-based) of ``total_steps``: cosine from ``lr`` to 0, or constant."""
+    total_steps = check_int(total_steps, "total_steps", minimum=1)
+    step = check_int(step, "step", minimum=0, maximum=total_steps)
     if config.schedule == "constant":
         return config.lr
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
@@ -398,10 +402,31 @@ def _new_model(config: TrainConfig, train: ImageSet, init_seed: int) -> nn.Modul
                        image_size=train.image_size, width=config.width)
 
 
-def _to_device(x: torch.Tensor, device: torch.device, conv: bool) -> torch.Tensor:
+# Conv nets that train channels-last on the CPU too: small_cnn is 1.3-1.8x faster per step
+# there (benchmarks/bench_channels_last.py) and has no strided 1x1 convolution (see below).
+_CPU_CHANNELS_LAST = ("small_cnn",)
+
+
+def _memory_format(device: torch.device, arch: str) -> torch.memory_format:
+    """The memory format ``arch`` trains in on ``device`` (model and data).
+
+    Channels-last is a GPU optimisation (tensor cores): every conv net uses it on CUDA. On the
+    CPU, oneDNN (torch 2.14.1, oneDNN 3.12) corrupts the heap in the backward pass of the
+    ResNets' strided 1x1 shortcut convolutions with 2..7 input channels on its AVX2 code path,
+    i.e. on any AVX2-only x86 CPU (issue 12). There only ``_CPU_CHANNELS_LAST`` use it:
+    measured faster, and free of crashes and heap errors (glibc's malloc checks) at widths
+    1..8, 12, 16 and 32 under every oneDNN ISA cap from SSE4.1 to AVX-512; the ResNets and
+    the MLP train in the standard (NCHW) layout.
+    """
+    if is_conv(arch) and (device.type == "cuda" or (device.type == "cpu" and arch in _CPU_CHANNELS_LAST)):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _to_device(x: torch.Tensor, device: torch.device, memory_format: torch.memory_format) -> torch.Tensor:
     x = x.to(device)
-    if conv and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=memory_format)
     return x
 
 
@@ -499,13 +524,11 @@ def _train_one(config: TrainConfig, m: int, directory: Path, *, device: torch.de
     seeds = model_seeds(config, m)
     train = _model_train_set(config, m) if train is None else train
     _, test = _base_data(config)
-    conv = is_conv(config.arch)
+    fmt = _memory_format(device, config.arch)
     t0 = time.perf_counter()
     with _reproducible(device):
-        model = _new_model(config, train, seeds["init"]).to(device)
-        if conv:
-            model = model.to(memory_format=torch.channels_last)
-        x, y = _to_device(train.x, device, conv), train.y.to(device)  # data stays on the device
+        model = _new_model(config, train, seeds["init"]).to(device, memory_format=fmt)
+        x, y = _to_device(train.x, device, fmt), train.y.to(device)  # data stays on the device
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                               weight_decay=config.weight_decay)
         n = len(y)
@@ -910,7 +933,9 @@ def _identity(config: TrainConfig, device_type: str = "cpu") -> dict[str, Any]:
     Fields that do not change the result are left out, so keys made before they existed
     stay valid: the sub-population fields when ``subpopulation_per_class`` is 0, and the
     device type when it is ``"cpu"`` (GPU runs use bf16 and differ from CPU runs, so they
-    get their own entry)."""
+    get their own entry), and the memory format of conv nets while it is channels-last, in
+    which every conv net trained before issue 12 (the ResNets on the CPU, now in the standard
+    layout, get their own entries)."""
     ident = to_jsonable(config)
     ident.pop("n_models")
     if not config.data.subpopulation_per_class:
@@ -920,6 +945,8 @@ def _identity(config: TrainConfig, device_type: str = "cpu") -> dict[str, Any]:
     ident["cache_version"] = _CACHE_VERSION
     if device_type != "cpu":
         ident["device_type"] = device_type
+    if is_conv(config.arch) and _memory_format(torch.device(device_type), config.arch) != torch.channels_last:
+        ident["memory_format"] = "contiguous"  # keys without it were trained channels-last (issue 12)
     return ident
 
 
@@ -938,6 +965,8 @@ def ensemble_dir(config: TrainConfig, *, device: Any = None) -> Path:
     >>> ensemble_dir(get_profile("tiny"), device="cpu").parent.name
     'ensembles'
     """
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     return entry_dir("ensembles", _identity(config, _device_type(device)))
 
 
@@ -966,6 +995,8 @@ def load_ensemble(config: TrainConfig, directory: str | os.PathLike | None = Non
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if directory is not None and not isinstance(directory, (str, os.PathLike)):
+        raise ValueError(f"directory must be a path (str or os.PathLike) or None, got {directory!r}")
     if directory is None:
         device_types: tuple[str, ...] = (_device_type(device),)
         directory = ensemble_dir(config, device=device)
@@ -1053,6 +1084,8 @@ def train_ensemble(config: TrainConfig, *, backend: str = "auto", device: Any = 
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    cache = check_bool(cache, "cache")
+    progress = check_bool(progress, "progress")
     if n_workers is not None and (not _is_int(n_workers) or n_workers < 1):
         raise ValueError(f"n_workers must be None or an integer >= 1, got {n_workers!r}")
     if seeds_per_gpu is not None:

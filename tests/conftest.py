@@ -20,3 +20,27 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+# scripts/run_tests.py (make test) names the test that was running when the process dies: it
+# passes a file, which holds the node id of the running test and is removed when the session
+# ends. Taken out of the environment so that subprocesses of the tests do not write it.
+_RUNNING_FILE = os.environ.pop("IFT_TEST_RUNNING_FILE", None)
+
+
+def _note_running(text: str) -> None:
+    if _RUNNING_FILE:
+        Path(_RUNNING_FILE).write_text(text + "\n")
+
+
+def pytest_sessionstart(session):
+    _note_running("(collection)")
+
+
+def pytest_runtest_logstart(nodeid, location):
+    _note_running(nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _RUNNING_FILE:
+        Path(_RUNNING_FILE).unlink(missing_ok=True)

@@ -233,6 +233,7 @@ def _executed_notebook(notebook: Path) -> tuple[int, str]:
 
 @pytest.mark.slow
 @pytest.mark.browser
+@pytest.mark.timeout(4500)  # includes the book build (its own limit: 3600 s)
 def test_site_in_headless_chromium(served_site):
     from playwright.sync_api import sync_playwright
 

@@ -372,10 +372,44 @@ def test_fashion_mnist_fixture_small_cnn(fixtures_dir):
 # ------------------------------------------------------------------------------------------
 # Several seeds per GPU (processes on CUDA): the argument handling, on CPU
 # ------------------------------------------------------------------------------------------
+def test_memory_format_per_device_and_arch():
+    """The one layout decision: channels-last for every conv net on CUDA; on the CPU only for
+    small_cnn (measured safe and faster), never for the ResNets (oneDNN crashes on AVX2, issue 12)."""
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert [tr._memory_format(cuda, a) for a in tr.ARCHITECTURES] == [torch.channels_last] * 3 + [
+        torch.contiguous_format]
+    assert tr._memory_format(torch.device("cuda:1"), "small_resnet") == torch.channels_last
+    assert {a: tr._memory_format(cpu, a) == torch.channels_last for a in tr.ARCHITECTURES} == {
+        "resnet18": False, "small_resnet": False, "small_cnn": True, "mlp": False}
+    # CPU ResNets, now in the standard layout, get their own cache entry (older keys: channels-last)
+    assert tr._identity(small(arch="small_resnet"))["memory_format"] == "contiguous"
+    assert "memory_format" not in tr._identity(small(arch="small_resnet"), "cuda")
+    assert "memory_format" not in tr._identity(small(arch="small_cnn"))
+    assert "memory_format" not in tr._identity(small())
+
+
+@pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
+def test_training_loop_applies_the_memory_format(monkeypatch, fmt):
+    """The data take whatever _memory_format decides while training, and accuracy is computed in
+    the standard layout. Checked with an MLP (its Flatten takes either layout, so no channels-last
+    convolution runs on the CPU) on 3-channel images, where the two layouts' strides differ."""
+    seen: list = []
+    record_layer(monkeypatch, "body.0", seen)  # the MLP's Flatten sees the data as stored
+    monkeypatch.setattr(tr, "_memory_format", lambda device, arch: fmt)
+    cifar = Path(__file__).parent / "fixtures" / "cifar10"  # 100 + 50 images, 3x32x32
+    c = small(n_models=1, epochs=1, data=DataConfig(name="cifar10", root=str(cifar), n_train=None, n_test=None))
+    train_ensemble(c, backend="sequential", cache=False, progress=False)
+    training = [s for s in seen if s[2]]
+    assert len(training) == 2  # 100 images / batch 50
+    assert all(s[0] == (fmt == torch.channels_last) for s in training)
+    assert seen[-1][2] is False and seen[-1][0] is False  # accuracy: eval mode, standard layout
+
+
 def test_bf16_training_loop_on_cpu(monkeypatch):
     """The GPU path's loop under bf16 autocast (CPU autocast standing in for CUDA's, the one
-    line that differs): convolutions get channels-last inputs and compute in bf16 while
-    training, accuracy is measured in float32, and the checkpoint holds float32 weights."""
+    line that differs): convolutions get channels-last inputs (small_cnn's layout on the CPU as on
+    CUDA, see test_memory_format_per_device_and_arch) and compute in bf16 while training, accuracy
+    is measured in float32, and the checkpoint holds float32 weights."""
     seen: list = []
     record_layer(monkeypatch, "features.3", seen)  # small_cnn's second convolution
     monkeypatch.setattr(tr, "_autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))

@@ -13,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from ift_core.internal import check_int
 from ift_core.observations import Observation
 from ift_core.tensor import InteractionTensor, ModelComponents
 
@@ -74,9 +75,10 @@ def correlation_matrix(corr: np.ndarray, n_models: int, *, max_models: int | Non
     >>> import numpy as np
     >>> fig = correlation_matrix(np.eye(6), 2)
     """
+    n_models = check_int(n_models, "n_models", minimum=1)
     c = np.abs(np.asarray(corr, dtype=np.float64))
     mk = c.shape[0]
-    if c.ndim != 2 or c.shape[1] != mk or n_models < 1 or mk % n_models:
+    if c.ndim != 2 or c.shape[1] != mk or mk % n_models:
         raise ValueError(f"corr must be square with a multiple of n_models={n_models} rows, got {c.shape}")
     k = mk // n_models
     mm = n_models if max_models is None else min(n_models, max_models)
@@ -106,7 +108,8 @@ def correlation_histogram(corr: np.ndarray, n_models: int, *, threshold: float |
     """
     c = np.abs(np.asarray(corr))
     mk = c.shape[0]
-    if n_models < 2 or mk % n_models:
+    n_models = check_int(n_models, "n_models", minimum=2)
+    if mk % n_models:
         raise ValueError(f"need at least two models dividing {mk} rows, got n_models={n_models}")
     own = np.repeat(np.arange(n_models), mk // n_models)
     vals = c[own[:, None] < own[None, :]]

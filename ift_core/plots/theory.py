@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ift_core.internal import check_bool, check_int, check_real
+
 __all__ = [
     "plot_closed_vs_simulation",
     "plot_sweeps",
@@ -68,6 +70,7 @@ def plot_closed_vs_simulation(df: pd.DataFrame, *, ax: plt.Axes | None = None, n
     'closed form'
     """
     _require(df, ["metric", "closed", "simulated", "se"], "df")
+    n_se = check_real(n_se, "n_se", minimum=0, remedy="error bars are n_se standard errors wide")
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))
     palette = dict(zip(sorted(df["metric"].unique()), sns.color_palette("deep")))
@@ -107,7 +110,8 @@ def plot_sweeps(df: pd.DataFrame, *, ncols: int = 3, show_gap: bool = False) -> 
     """
     _require(df, ["parameter", "value", "accuracy", "agreement"], "df")
     params = list(dict.fromkeys(df["parameter"]))
-    ncols = max(1, min(int(ncols), len(params)))
+    ncols = min(check_int(ncols, "ncols", minimum=1), len(params))
+    show_gap = check_bool(show_gap, "show_gap")
     nrows = math.ceil(len(params) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
     colors = sns.color_palette("deep")

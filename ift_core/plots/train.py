@@ -10,6 +10,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from ift_core.internal import check_bool
+
 __all__ = ["image_grid", "training_curves"]
 
 
@@ -103,6 +105,7 @@ def training_curves(metrics: Sequence[Mapping[str, Any]], *, log_scale: bool = T
     >>> len(fig.axes[0].lines)
     2
     """
+    log_scale = check_bool(log_scale, "log_scale")
     rows = []
     for i, m in enumerate(metrics):
         if not isinstance(m, Mapping) or "seed" not in m or "loss_history" not in m:
