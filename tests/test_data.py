@@ -49,32 +49,6 @@ FMNIST = FIX / "fashion_mnist"
 FMNIST_RAW = FMNIST / "FashionMNIST" / "raw"
 CIFAR = FIX / "cifar10"
 REPO = Path(__file__).resolve().parent.parent
-# The committed CIFAR-format fixture's md5 sums (scripts/make_fixtures.py writes reproducible bytes
-# and lists them in tests/fixtures/cifar10/README.md). The loader always lets torchvision check md5
-# sums before unpickling; the tests give it these instead of CIFAR-10's.
-CIFAR_FIXTURE_MD5 = {
-    "data_batch_1": "e5aed0edbd780392e10f14d26377d981",
-    "data_batch_2": "aa6c51951985875508f5b7b34afb6be0",
-    "data_batch_3": "f93e90167663b09344bba17c7f0118f9",
-    "data_batch_4": "2980476024775e985e0ceed33c15c883",
-    "data_batch_5": "a05ab02b9b3b37284e70a2d924d44169",
-    "test_batch": "bf4d5e4f24031784358d11e86703458f",
-    "batches.meta": "077b4880e6ea24793646adde0d28c73f",
-}
-
-
-@pytest.fixture
-def cifar_fixture_md5(monkeypatch):
-    """torchvision's CIFAR10 expects the fixture's md5 sums (for this test only)."""
-    from torchvision.datasets import CIFAR10
-
-    monkeypatch.setattr(CIFAR10, "train_list", [[f, CIFAR_FIXTURE_MD5[f]] for f, _ in CIFAR10.train_list])
-    monkeypatch.setattr(CIFAR10, "test_list", [[f, CIFAR_FIXTURE_MD5[f]] for f, _ in CIFAR10.test_list])
-    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": CIFAR_FIXTURE_MD5["batches.meta"]})
-    D._read_cifar.cache_clear()  # nothing read under these sums outlives the test
-    yield
-    D._read_cifar.cache_clear()
-
 
 @pytest.fixture(scope="module")
 def fm_sets():

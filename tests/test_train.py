@@ -389,7 +389,7 @@ def test_memory_format_per_device_and_arch():
 
 
 @pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
-def test_training_loop_applies_the_memory_format(monkeypatch, fmt):
+def test_training_loop_applies_the_memory_format(monkeypatch, fmt, cifar_fixture_md5):
     """The data take whatever _memory_format decides while training, and accuracy is computed in
     the standard layout. Checked with an MLP (its Flatten takes either layout, so no channels-last
     convolution runs on the CPU) on 3-channel images, where the two layouts' strides differ."""
