@@ -25,27 +25,41 @@ name               what                                            width default
 =================  ==============================================  ============  =====
 
 Only the ResNets use batch norm; ``small_cnn`` and ``mlp`` have no buffers.
+
+Each architecture is one entry of ``_REGISTRY`` (builder, default width, penultimate
+dimension, whether it is convolutional); adding one is adding an entry. torch is imported
+when a model is first built, not with this module, so configs and profiles
+(:mod:`ift_core.train.config`) can name and check architectures without it.
+
+Examples
+--------
+>>> ARCHITECTURES
+('resnet18', 'small_resnet', 'small_cnn', 'mlp')
+>>> feature_dim("small_resnet", 8), is_conv("mlp")
+(32, False)
 """
 from __future__ import annotations
 
 import functools
-
-import torch
-from torch import nn
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 from .internal import check_int, check_memory
 
+if TYPE_CHECKING:
+    from torch import nn
+
 __all__ = ["ARCHITECTURES", "PENULTIMATE_LAYER", "DEFAULT_WIDTHS", "build_model", "feature_dim", "is_conv"]
 
-ARCHITECTURES = ("resnet18", "small_resnet", "small_cnn", "mlp")
 PENULTIMATE_LAYER = "penultimate"
-DEFAULT_WIDTHS = {"resnet18": 64, "small_resnet": 16, "small_cnn": 16, "mlp": 128}
 
 
 @functools.cache
 def _cifar_resnet_class() -> type:
     """The CIFAR ResNet class, defined on first use: importing torchvision costs ~1.5 s
     (it pulls in torch._dynamo), which every ``processes`` worker would pay for nothing."""
+    import torch
+    from torch import nn
     from torchvision.models import resnet as _tv_resnet
 
     class CifarResNet(_tv_resnet.ResNet):
@@ -96,62 +110,114 @@ def _cifar_resnet_class() -> type:
     return CifarResNet
 
 
-class SmallCNN(nn.Module):
-    """Two 3x3 conv layers with 2x2 max-pooling, then one hidden fully connected layer."""
+@functools.cache
+def _small_net_classes() -> tuple[type, type]:
+    """``(SmallCNN, MLP)``, defined on first use so that importing this module needs no torch."""
+    import torch
+    from torch import nn
 
-    def __init__(self, *, width: int, in_channels: int, n_classes: int, image_size: int) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-        )
-        side = image_size // 4
-        # A wide hidden layer is cheap next to the convolutions and lets the net fit its
-        # training set fast (the GDE regime), with a 128-d penultimate layer at the default width.
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * side * side, 8 * width), nn.ReLU(inplace=True))
-        self.penultimate = nn.Identity()
-        self.classifier = nn.Linear(8 * width, n_classes)
+    class SmallCNN(nn.Module):
+        """Two 3x3 conv layers with 2x2 max-pooling, then one hidden fully connected layer."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return self.classifier(self.penultimate(self.fc(self.features(x))))
+        def __init__(self, *, width: int, in_channels: int, n_classes: int, image_size: int) -> None:
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(in_channels, width, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+                nn.Conv2d(width, 2 * width, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            )
+            side = image_size // 4
+            # A wide hidden layer is cheap next to the convolutions and lets the net fit its
+            # training set fast (the GDE regime), with a 128-d penultimate layer at the default width.
+            self.fc = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * side * side, 8 * width),
+                                    nn.ReLU(inplace=True))
+            self.penultimate = nn.Identity()
+            self.classifier = nn.Linear(8 * width, n_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            return self.classifier(self.penultimate(self.fc(self.features(x))))
+
+    class MLP(nn.Module):
+        """Flatten, then two hidden ReLU layers of ``width`` units."""
+
+        def __init__(self, *, width: int, in_features: int, n_classes: int) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(in_features, width),
+                nn.ReLU(),
+                nn.Linear(width, width),
+                nn.ReLU(),
+            )
+            self.penultimate = nn.Identity()
+            self.classifier = nn.Linear(width, n_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            return self.classifier(self.penultimate(self.body(x)))
+
+    return SmallCNN, MLP
 
 
-class MLP(nn.Module):
-    """Flatten, then two hidden ReLU layers of ``width`` units."""
-
-    def __init__(self, *, width: int, in_features: int, n_classes: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(in_features, width),
-            nn.ReLU(),
-            nn.Linear(width, width),
-            nn.ReLU(),
-        )
-        self.penultimate = nn.Identity()
-        self.classifier = nn.Linear(width, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return self.classifier(self.penultimate(self.body(x)))
+def _resnet(layers: tuple[int, ...]) -> Callable[..., Any]:
+    def build(width: int, in_channels: int, n_classes: int, image_size: int) -> nn.Module:
+        return _cifar_resnet_class()(layers, width=width, in_channels=in_channels, n_classes=n_classes)
+    return build
 
 
-def _check_positive_int(value, name: str) -> int:
-    return check_int(value, name, minimum=1)
+def _small_cnn(width: int, in_channels: int, n_classes: int, image_size: int) -> nn.Module:
+    return _small_net_classes()[0](width=width, in_channels=in_channels, n_classes=n_classes, image_size=image_size)
 
 
-def _check_arch(arch: str) -> str:
-    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+def _mlp(width: int, in_channels: int, n_classes: int, image_size: int) -> nn.Module:
+    return _small_net_classes()[1](width=width, in_features=in_channels * image_size * image_size,
+                                   n_classes=n_classes)
+
+
+@dataclass(frozen=True)
+class _Architecture:
+    """One architecture: everything the package needs to know about it."""
+
+    build: Callable[[int, int, int, int], Any]  # (width, in_channels, n_classes, image_size) -> untrained model
+    default_width: int
+    features_per_width: int  # penultimate dimension D = features_per_width * width
+    conv: bool               # convolutional: trains channels-last where that is safe (ift_core.train)
+    min_image_size: int = 1  # smallest input side the architecture takes
+
+
+_REGISTRY: dict[str, _Architecture] = {
+    "resnet18": _Architecture(_resnet((2, 2, 2, 2)), default_width=64, features_per_width=8, conv=True),
+    "small_resnet": _Architecture(_resnet((1, 1, 1)), default_width=16, features_per_width=4, conv=True),
+    "small_cnn": _Architecture(_small_cnn, default_width=16, features_per_width=8, conv=True,
+                               min_image_size=4),  # two 2x2 poolings
+    "mlp": _Architecture(_mlp, default_width=128, features_per_width=1, conv=False),
+}
+
+ARCHITECTURES = tuple(_REGISTRY)
+DEFAULT_WIDTHS = {name: a.default_width for name, a in _REGISTRY.items()}
+
+
+def _architecture(arch: Any) -> _Architecture:
+    if not isinstance(arch, str) or arch not in _REGISTRY:
         raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHITECTURES}")
-    return arch
+    return _REGISTRY[arch]
+
+
+def _width(arch: str, width: Any) -> int:
+    return _architecture(arch).default_width if width is None else check_int(width, "width", minimum=1)
 
 
 def is_conv(arch: str) -> bool:
-    """Whether ``arch`` is a convolutional net (channels-last helps it on a GPU)."""
-    return _check_arch(arch) != "mlp"
+    """Whether ``arch`` is a convolutional net (channels-last helps it on a GPU).
+
+    Examples
+    --------
+    >>> is_conv("small_cnn")
+    True
+    """
+    return _architecture(arch).conv
 
 
 def feature_dim(arch: str, width: int | None = None) -> int:
@@ -164,9 +230,7 @@ def feature_dim(arch: str, width: int | None = None) -> int:
     >>> feature_dim("small_cnn", 16)
     128
     """
-    _check_arch(arch)
-    w = DEFAULT_WIDTHS[arch] if width is None else _check_positive_int(width, "width")
-    return {"resnet18": 8 * w, "small_resnet": 4 * w, "small_cnn": 8 * w, "mlp": w}[arch]
+    return _architecture(arch).features_per_width * _width(arch, width)
 
 
 def build_model(
@@ -201,15 +265,17 @@ def build_model(
     >>> type(m.penultimate).__name__, m.classifier.in_features
     ('Identity', 512)
     """
-    _check_arch(arch)
-    in_channels = _check_positive_int(in_channels, "in_channels")
-    n_classes = _check_positive_int(n_classes, "n_classes")
-    image_size = _check_positive_int(image_size, "image_size")
+    spec = _architecture(arch)
+    in_channels = check_int(in_channels, "in_channels", minimum=1)
+    n_classes = check_int(n_classes, "n_classes", minimum=1)
+    image_size = check_int(image_size, "image_size", minimum=1)
     if n_classes < 2:
         raise ValueError(f"n_classes must be >= 2, got {n_classes}")
-    w = DEFAULT_WIDTHS[arch] if width is None else _check_positive_int(width, "width")
-    if arch == "small_cnn" and image_size < 4:
-        raise ValueError(f"small_cnn needs image_size >= 4 (two 2x2 poolings), got {image_size}")
+    w = _width(arch, width)
+    if image_size < spec.min_image_size:
+        raise ValueError(f"{arch} needs image_size >= {spec.min_image_size}, got {image_size}")
+    import torch
+
     # Count the parameters on the meta device (no memory) before allocating them.
     with torch.device("meta"):
         n_params = sum(p.numel() for p in _build(arch, w, in_channels, n_classes, image_size).parameters())
@@ -220,10 +286,5 @@ def build_model(
 
 
 def _build(arch: str, w: int, in_channels: int, n_classes: int, image_size: int) -> nn.Module:
-    if arch == "resnet18":
-        return _cifar_resnet_class()((2, 2, 2, 2), width=w, in_channels=in_channels, n_classes=n_classes)
-    if arch == "small_resnet":
-        return _cifar_resnet_class()((1, 1, 1), width=w, in_channels=in_channels, n_classes=n_classes)
-    if arch == "small_cnn":
-        return SmallCNN(width=w, in_channels=in_channels, n_classes=n_classes, image_size=image_size)
-    return MLP(width=w, in_features=in_channels * image_size * image_size, n_classes=n_classes)
+    """The model, arguments already checked (no memory check)."""
+    return _REGISTRY[arch].build(w, in_channels, n_classes, image_size)

@@ -6,6 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
+from ift_core import models
 from ift_core.models import ARCHITECTURES, DEFAULT_WIDTHS, PENULTIMATE_LAYER, build_model, feature_dim, is_conv
 
 torch.set_num_threads(1)
@@ -106,3 +107,27 @@ def test_bad_input_helpers():
         feature_dim("mlp", 0)
     with pytest.raises(ValueError, match="unknown arch"):
         is_conv("vit")
+
+
+def test_an_architecture_is_one_registry_entry(monkeypatch):
+    """build_model, feature_dim, is_conv and the defaults all read the one entry."""
+    assert ARCHITECTURES == tuple(models._REGISTRY)
+    assert DEFAULT_WIDTHS == {a: models._REGISTRY[a].default_width for a in ARCHITECTURES}
+
+    class Linear(nn.Module):
+        def __init__(self, width, in_channels, n_classes, image_size):
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size**2, 2 * width))
+            self.penultimate = nn.Identity()
+            self.classifier = nn.Linear(2 * width, n_classes)
+
+        def forward(self, x):
+            return self.classifier(self.penultimate(self.body(x)))
+
+    monkeypatch.setitem(models._REGISTRY, "linear", models._Architecture(
+        Linear, default_width=5, features_per_width=2, conv=False, min_image_size=3))
+    m = build_model("linear", in_channels=1, n_classes=4, image_size=6)
+    assert m.classifier.in_features == feature_dim("linear") == 10 and feature_dim("linear", 7) == 14
+    assert is_conv("linear") is False and m(torch.zeros(2, 1, 6, 6)).shape == (2, 4)
+    with pytest.raises(ValueError, match="linear needs image_size >= 3"):
+        build_model("linear", in_channels=1, n_classes=4, image_size=2)
