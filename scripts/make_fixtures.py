@@ -32,11 +32,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ift_core.data import (  # noqa: E402
+from ift_core.data.loading import _stratified_positions  # noqa: E402
+from ift_core.data.sources import (  # noqa: E402
+    _FMNIST_FILES,
     DEBIAN_FASHION_MNIST,
     FASHION_MNIST_CLASSES,
-    _FMNIST_FILES,
-    _stratified_positions,
     locate,
     read_idx,
 )

@@ -65,7 +65,7 @@ def cifar_fixture_md5(monkeypatch):
     """torchvision's CIFAR10 expects the fixture's md5 sums (for this test only)."""
     from torchvision.datasets import CIFAR10
 
-    from ift_core.data import _read_cifar
+    from ift_core.data.sources import _read_cifar
 
     monkeypatch.setattr(CIFAR10, "train_list", [[f, CIFAR_FIXTURE_MD5[f]] for f, _ in CIFAR10.train_list])
     monkeypatch.setattr(CIFAR10, "test_list", [[f, CIFAR_FIXTURE_MD5[f]] for f, _ in CIFAR10.test_list])

@@ -23,6 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ift_core import data as D
+from ift_core.data import loading, sources
+from ift_core.data.__main__ import main as data_cli
 from ift_core.data import (
     DATASETS,
     SHIFTS,
@@ -152,15 +154,16 @@ def test_download_path_fetches_into_root(tmp_path, monkeypatch):
         for f in FMNIST_RAW.glob("*.gz"):
             shutil.copy(f, raw / f.name)
 
-    monkeypatch.setattr(D, "_fetch_fashion", fake_fetch)
+    monkeypatch.setitem(sources._SOURCES, "fashion_mnist",
+                        dataclasses.replace(sources._SOURCES["fashion_mnist"], fetch=fake_fetch))
     with pytest.raises(FileNotFoundError):
         load_split("fashion_mnist", "test", root=tmp_path / "a")  # no download by default
     assert calls == []
     ds = load_split("fashion_mnist", "test", root=tmp_path / "a", download=True)
     assert len(ds) == 1000 and calls == [tmp_path / "a"]
-    assert D._main(["fetch", "fashion_mnist", "--root", str(tmp_path / "b")]) == 0
+    assert data_cli(["fetch", "fashion_mnist", "--root", str(tmp_path / "b")]) == 0
     assert calls[-1] == tmp_path / "b" and (tmp_path / "b" / "FashionMNIST" / "raw").is_dir()
-    assert D._main(["fetch", "fashion_mnist", "--root", str(tmp_path / "b")]) == 0  # found: no refetch
+    assert data_cli(["fetch", "fashion_mnist", "--root", str(tmp_path / "b")]) == 0  # found: no refetch
     assert len(calls) == 2
 
 
@@ -200,7 +203,7 @@ def test_cifar10_fixture_through_the_real_loader(cifar_fixture_md5):
 
 def test_cifar10_loader_checks_md5():
     """With torchvision's own md5 sums the fixture fails the integrity check (it is not CIFAR-10)."""
-    D._read_cifar.cache_clear()
+    sources._read_cifar.cache_clear()
     with pytest.raises(ValueError, match="md5"):
         load_split("cifar10", "test", root=CIFAR)
 
@@ -318,13 +321,13 @@ def test_stratified_allocation_is_proportional(labels, frac, seed):
     labels = np.array(labels)
     k = len(np.unique(labels))
     n = k + int(round(frac * (len(labels) - k)))
-    pos = D._stratified_positions(labels, n, seed=seed, stratified=True)
+    pos = loading._stratified_positions(labels, n, seed=seed, stratified=True)
     assert len(pos) == n and len(np.unique(pos)) == n and pos.min() >= 0 and pos.max() < len(labels)
     for c in np.unique(labels):
         quota = n * (labels == c).sum() / len(labels)
         got = int((labels[pos] == c).sum())
         assert math.floor(quota) <= got <= math.ceil(quota)
-    np.testing.assert_array_equal(pos, D._stratified_positions(labels, n, seed=seed, stratified=True))
+    np.testing.assert_array_equal(pos, loading._stratified_positions(labels, n, seed=seed, stratified=True))
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -570,3 +573,22 @@ def test_apply_transform_combination():
     np.testing.assert_allclose(apply_transform(x, "flip_vertical+invert").numpy(), want, rtol=0, atol=0)
     with pytest.raises(ValueError, match="'shear'"):
         apply_transform(x, "rotate90+shear")
+
+
+def test_registry_orders_are_fixed():
+    """The position of a shift or transform in its registry seeds its randomness (and which
+    images a sub-population takes): new entries go at the end, existing ones never move."""
+    assert SHIFTS == ("gaussian_noise", "blur", "contrast", "rotation")
+    assert SUBPOPULATION_TRANSFORMS == ("rotate90", "rotate180", "flip_vertical", "invert", "patch")
+    assert DATASETS == ("fashion_mnist", "cifar10", "digits")
+
+
+def test_face_and_homes_agree():
+    """Every public name of ift_core.data is the object of the file that defines it."""
+    import importlib
+
+    for name, home in D._HOME.items():
+        assert getattr(D, name) is getattr(importlib.import_module(f"ift_core.data.{home}"), name), name
+    assert sorted(D.__all__) == sorted(D._HOME)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        D.nope  # noqa: B018
