@@ -2,10 +2,10 @@
 
 Why: channels-last is a GPU (tensor-core) optimisation. On CPU, oneDNN's channels-last
 kernels corrupt the heap for the ResNets' narrow strided 1x1 convolutions on its AVX2 code
-path (issue 12), so ``ift_core.train`` uses it on the CPU only for ``small_cnn``, where it is
+path (any AVX2-only x86 CPU), so ``ift_core.train`` uses it on the CPU only for ``small_cnn``, where it is
 faster and never crashed. This benchmark is the measurement behind that choice: for each conv
 architecture at a narrow and at its default width, the wall time of
-SGD steps (batch 100, one thread, as ``train.py`` trains) in both formats, under the CPU's
+SGD steps (batch 100, one thread, as ``ift_core.train.train_seed`` trains) in both formats, under the CPU's
 native oneDNN ISA and under ``ONEDNN_MAX_CPU_ISA=AVX2`` (what an AVX2-only CPU runs).
 
 Every cell runs in its own subprocess (oneDNN reads the ISA variable once, and a crash must

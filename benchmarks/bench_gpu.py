@@ -16,7 +16,7 @@ What it measures
    images per second and train / test accuracy, so the GPU path is seen to learn, not only run.
 1. Seeds per GPU ``k`` (default 1, 2, 4, 8, capped by GPU memory): ``k`` worker processes
    (``spawn``) each train one seed at a time with ``ift_core.train``'s own per-seed function
-   (``_train_one``: ResNet18, bf16 autocast, channels-last, data held on the GPU, deterministic
+   (``train_seed``: ResNet18, bf16 autocast, channels-last, data held on the GPU, deterministic
    cuDNN) on the random data, all at once on one GPU. This is what ``backend="ray"`` with
    ``ray_resources={"num_gpus": 1/k}`` does. Each process trains 1 epoch (500 steps of batch
    100), then 2 epochs; the difference is the time of one epoch (``t_epoch``), the rest the
@@ -24,8 +24,8 @@ What it measures
 2. Extrapolation to the paper: 20 seeds x 30 epochs. With ``k`` seeds per GPU the seeds run in
    ``ceil(20 / k)`` waves, each taking ``fixed + 30 * t_epoch`` (times measured under ``k``-way
    sharing), so ``T(k) = ceil(20 / k) * (fixed + 30 * t_epoch)``; the script prints each term.
-3. Knobs (one process, ``--steps`` timed steps after warm-up, the same loop as ``_train_one``):
-   train.py's settings against cuDNN autotuning without determinism, fp32 without autocast,
+3. Knobs (one process, ``--steps`` timed steps after warm-up, the same loop as ``train_seed``):
+   train_seed's settings against cuDNN autotuning without determinism, fp32 without autocast,
    and the standard (NCHW) memory format, to show what each setting costs or saves.
 """
 from __future__ import annotations
@@ -70,18 +70,17 @@ def _config(n_train: int, epochs: int):
 
 
 def _train_seed(n_train: int, n_test: int, shape: tuple[int, ...], epochs: int, device: str, directory: str) -> float:
-    """Wall time of one seed through ift_core.train._train_one on random data."""
-    from ift_core import train as T
+    """Wall time of one seed through ift_core.train.train_seed on random data."""
+    from ift_core.train import seed as T
     from ift_core.internal import config_key
 
     config = _config(n_train, epochs)
     train, test = _random_sets(n_train, n_test, shape)
-    T._DATA_MEMO.clear()
-    T._DATA_MEMO[config_key(config.data)] = (train, test)
+    T._install_data(config_key(config.data), (train, test))
     if device == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    T._train_one(config, 0, directory, device=device, backend="benchmark", progress=False, train=train)
+    T.train_seed(config, 0, directory, device=device, backend="benchmark", progress=False, train_set=train)
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
@@ -162,12 +161,12 @@ def bench_sharing(ks: list[int], sizes: tuple, device: str, deadline: float = ma
 
 def _time_loop(steps: int, device: str, n: int, shape: tuple[int, ...], *, autocast: bool, channels_last: bool,
                deterministic: bool) -> float:
-    """Seconds per step of _train_one's inner loop (ResNet18, SGD, batch 100) under the given settings."""
+    """Seconds per step of train_seed's inner loop (ResNet18, SGD, batch 100) under the given settings."""
     from ift_core.models import build_model
 
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)  # as train.py's _reproducible
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)  # as ift_core.train.seed._reproducible
     torch.manual_seed(0)
     dev = torch.device(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -202,7 +201,7 @@ def _time_loop(steps: int, device: str, n: int, shape: tuple[int, ...], *, autoc
 
 def bench_knobs(steps: int, device: str, n: int, shape: tuple[int, ...]) -> None:
     variants = [
-        ("train.py: bf16 + channels-last + deterministic cuDNN", dict(autocast=True, channels_last=True, deterministic=True)),
+        ("train_seed: bf16 + channels-last + deterministic cuDNN", dict(autocast=True, channels_last=True, deterministic=True)),
         ("  cuDNN autotuned, not deterministic", dict(autocast=True, channels_last=True, deterministic=False)),
         ("  fp32 (no autocast)", dict(autocast=False, channels_last=True, deterministic=True)),
         ("  NCHW memory format", dict(autocast=True, channels_last=False, deterministic=True)),
@@ -214,7 +213,7 @@ def bench_knobs(steps: int, device: str, n: int, shape: tuple[int, ...]) -> None
         for name, kw in variants:
             s = _time_loop(steps, device, n, shape, **kw)
             base = base or s
-            print(f"  {name:55s} {s * 1e3:7.2f} ms/step  {100 / s:8.0f} img/s  x{base / s:4.2f} vs train.py")
+            print(f"  {name:55s} {s * 1e3:7.2f} ms/step  {100 / s:8.0f} img/s  x{base / s:4.2f} vs train_seed")
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
         torch.use_deterministic_algorithms(saved_algorithms[0], warn_only=saved_algorithms[1])
@@ -290,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             print(f"  FAILED: {type(err).__name__}: {err}")
 
-    print(f"\n1. Seeds sharing one GPU (each: ift_core.train._train_one, ResNet18, batch 100, "
+    print(f"\n1. Seeds sharing one GPU (each: ift_core.train.train_seed, ResNet18, batch 100, "
           f"{steps_per_epoch} steps/epoch; 1 epoch then 2 epochs):")
     res = bench_sharing(ks, sizes, device, deadline)
 

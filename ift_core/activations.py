@@ -13,17 +13,21 @@ extract once: the first claims the file, the others wait for it.
 
 Besides the ensemble's own ``"train"`` and ``"test"`` sets there is the
 ``"subpopulation"`` split: every test image under the data config's
-sub-population transform (:func:`ift_core.data.load_subpopulation_data`, issue 4).
+sub-population transform (:func:`ift_core.data.load_subpopulation_data`).
+
+:func:`extract_activations_ray` runs :func:`extract_activations` as one Ray task per model
+(:mod:`ift_core.distributed`), with identical results on CPU.
 """
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,11 +35,16 @@ from torch import nn
 from tqdm import tqdm
 
 from . import locks
+from .data import load_subpopulation_data
+from .distributed import ray_tasks, resource_options
 from .integrity import DamagedFileError, read_sealed, write_sealed
-from .internal import as_float_array, as_int_array, check_bool, check_int, config_key, load_npz, save_npz_atomic, to_jsonable
+from .internal import (as_float_array, as_int_array, check_bool, check_int, config_key, load_npz, save_npz_atomic,
+                       to_jsonable)
 from .models import PENULTIMATE_LAYER
+from .train.seed import resolve_device
 
-__all__ = ["ActivationSet", "extract_activations", "ensemble_activations", "activations_path", "SPLITS"]
+__all__ = ["ActivationSet", "extract_activations", "extract_activations_ray", "ensemble_activations",
+           "activations_path", "SPLITS"]
 
 SPLITS = ("train", "test", "subpopulation")
 
@@ -173,12 +182,7 @@ def extract_activations(models: nn.Module | Sequence[nn.Module], x: torch.Tensor
     x = _as_inputs(x)
     _check_batch_and_layer(batch_size, layer)
     progress = check_bool(progress, "progress")
-    if device is None:
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} asked for CUDA but torch.cuda.is_available() is False")
+    dev = resolve_device(device)
     acts, logits = [], []
     for model in tqdm(models, desc=f"activations ({layer})", disable=not progress, leave=False):
         a, lg = _one_model(model, x, layer, batch_size, dev)
@@ -186,6 +190,95 @@ def extract_activations(models: nn.Module | Sequence[nn.Module], x: torch.Tensor
             _check_same_widths(a, lg, acts[0], logits[0])
         acts.append(a)
         logits.append(lg)
+    return np.stack(acts).astype(np.float32, copy=False), np.stack(logits).astype(np.float32, copy=False)
+
+
+def _cpu_copy(model: nn.Module) -> nn.Module:
+    on_cpu = all(t.device.type == "cpu" for t in list(model.parameters()) + list(model.buffers()))
+    return model if on_cpu else copy.deepcopy(model).cpu()
+
+
+def _extract_in_task(model: nn.Module, x_box: list, layer: str, batch_size: int, device: str,
+                     threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """One model's activations and logits, inside a Ray worker."""
+    import ray
+
+    torch.set_num_threads(threads)
+    acts, logits = extract_activations(model, ray.get(x_box[0]), layer=layer, batch_size=batch_size,
+                                       device=device)
+    return acts[0], logits[0]
+
+
+def extract_activations_ray(models: nn.Module | Sequence[nn.Module], x: torch.Tensor | np.ndarray, *,
+                            layer: str = PENULTIMATE_LAYER, batch_size: int = 512, device: Any = None,
+                            address: str | None = None, num_cpus: float = 1, num_gpus: float = 0.0,
+                            memory: float | None = None, resources: Mapping[str, float] | None = None,
+                            max_retries: int = 3, runtime_env: Mapping[str, Any] | None = None,
+                            progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`extract_activations` with one Ray task per model.
+
+    The inputs go to the object store once; each task gets one model, runs
+    ``extract_activations`` on it with ``int(num_cpus)`` threads (at least one) and
+    returns its ``(N, D)`` activations and ``(N, C)`` logits. On CPU the result is
+    identical to ``extract_activations`` run with the same number of threads.
+
+    Parameters
+    ----------
+    models : nn.Module or sequence of nn.Module
+    x : torch.Tensor or np.ndarray
+        Inputs ``(N, ...)``, preprocessed as the models expect.
+    layer, batch_size
+        As in :func:`extract_activations`.
+    device : str or torch.device, optional
+        On the workers; default ``"cuda"`` when ``num_gpus > 0``, else ``"cpu"``.
+    address, num_cpus, num_gpus, memory, resources, max_retries, runtime_env
+        The cluster and each task's resources, as in :func:`ift_core.distributed.ray_tasks`.
+    progress : bool
+        A tqdm bar over models.
+
+    Returns
+    -------
+    activations : np.ndarray
+        ``(M, N, D)`` float32.
+    logits : np.ndarray
+        ``(M, N, C)`` float32.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> acts, logits = extract_activations_ray([net, net], torch.randn(5, 4), layer="1")  # doctest: +SKIP
+    >>> acts.shape, logits.shape                                                          # doctest: +SKIP
+    ((2, 5, 3), (2, 5, 2))
+    """
+    models = _as_models(models)
+    x = _as_inputs(x)
+    _check_batch_and_layer(batch_size, layer)
+    progress = check_bool(progress, "progress")
+    for i, model in enumerate(models):
+        if layer not in dict(model.named_modules()):
+            names = [n for n, _ in model.named_modules() if n]
+            raise ValueError(f"layer {layer!r} not found in models[{i}] ({type(model).__name__}); "
+                             f"available layers: {names}")
+    options = resource_options({"num_cpus": num_cpus, "num_gpus": num_gpus, "memory": memory,
+                                "resources": resources, "max_retries": max_retries})
+    dev = resolve_device(device, num_gpus=float(num_gpus)).type
+    bar = tqdm(total=len(models), desc=f"activations ({layer}, ray)", disable=not progress, leave=False)
+    try:
+        with ray_tasks(address=address, runtime_env=runtime_env, **options) as tasks:
+            x_box = [tasks.put(x.cpu())]
+            threads = max(1, int(num_cpus))
+            # Models travel as CPU copies; the caller's models stay where they are.
+            pairs = tasks.map(_extract_in_task, [(_cpu_copy(model), x_box, layer, batch_size, dev, threads)
+                                                 for model in models],
+                              name="ift_extract", labels=[f"model {i}" for i in range(len(models))], bar=bar)
+    finally:
+        bar.close()
+    acts = [a for a, _ in pairs]
+    logits = [lg for _, lg in pairs]
+    for i in range(1, len(acts)):
+        _check_same_widths(acts[i], logits[i], acts[0], logits[0])
     return np.stack(acts).astype(np.float32, copy=False), np.stack(logits).astype(np.float32, copy=False)
 
 
@@ -353,7 +446,7 @@ def ensemble_activations(ensemble: Any, *, split: str = "test", layer: str = PEN
     cache : bool
         False recomputes and does not write the file.
     backend : {"local", "ray"}
-        ``"ray"``: one Ray task per model (:func:`ift_core.distributed.extract_activations_ray`),
+        ``"ray"``: one Ray task per model (:func:`extract_activations_ray`),
         on the cluster ``ray_address`` with per-task ``ray_resources`` (as in
         :func:`ift_core.train.train_ensemble`); identical results on CPU.
 
@@ -395,13 +488,10 @@ def _compute_activations(ensemble: Any, split: str, layer: str, batch_size: int,
                          backend: str, ray_address: str | None, ray_resources: dict | None) -> ActivationSet:
     train, test = ensemble.data()
     if split == "subpopulation":
-        from .data import load_subpopulation_data
-
         ds = load_subpopulation_data(ensemble.config.data).test_sub
     else:
         ds = train if split == "train" else test
     if backend == "ray":
-        from .distributed import extract_activations_ray, resource_options
         opts = {k: v for k, v in resource_options(ray_resources).items() if k != "ship_data"}
         acts, logits = extract_activations_ray(ensemble.models, ds.x, layer=layer, batch_size=batch_size,
                                                device=device, address=ray_address, progress=progress, **opts)

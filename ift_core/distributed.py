@@ -1,12 +1,8 @@
-"""Seed ensembles on a Ray cluster: one Ray task per seed.
+"""Generic Ray plumbing: a session on a cluster, per-task resources, tasks gathered with retries.
 
-Ray (https://www.ray.io) is an optional extra (``pip install -e .[ray]``).
-:func:`run_ray` trains the missing seeds of a :class:`~ift_core.train.TrainConfig`
-as Ray tasks with declared resources (CPUs, fractional GPUs); each task runs the
-very function the ``sequential`` and ``processes`` backends run
-(``ift_core.train._train_one``), so the checkpoints are the same bytes of weights
-(bit-identical on CPU: one thread, the same seeds). :func:`extract_activations_ray`
-does the same for activation extraction, one task per model.
+Ray (https://www.ray.io) is an optional extra (``pip install -e .[ray]``). This module knows
+nothing of models or data: the Ray training backend (:func:`ift_core.train.run_ray`) and Ray
+activation extraction (:func:`ift_core.activations.extract_activations_ray`) are built on it.
 
 Where things run
 
@@ -19,53 +15,34 @@ Where things run
 * An already initialised Ray session (``ray.init`` by the caller, or
   :func:`ray_session`) is used as it is, whatever ``address`` says.
 
-Shared storage
+Failures
 
-Every task writes its seed's checkpoint into the ensemble's cache folder
-(``ift_core.train.ensemble_dir``), a path computed on the driver. On a
-multi-node cluster that folder must be on storage every node mounts at the same
-path: set ``IFT_CACHE`` to a folder on NFS (or another shared file system)
-before starting Python. :func:`run_ray` checks that the driver sees every
-checkpoint the workers wrote and says so when it does not. Every node also needs
-``ift_core`` importable (install it in the same environment on each node, or
-pass ``runtime_env={"py_modules": [...]}``). The data travel from the driver
-through Ray's object store (``ship_data=True``), so the workers need no copy of
-the data set.
-
-Failures and resume
-
-A task whose worker process or node dies is rerun up to ``max_retries`` times;
-training is deterministic, so a rerun writes the same weights. Checkpoints are
-written atomically, one per finished seed, and ``train_ensemble`` only trains
-seeds without one, so a run that is killed outright resumes where it stopped.
+A task whose worker process or node dies is rerun up to ``max_retries`` times
+(:func:`ray_tasks`); past that, the caller gets a ``RuntimeError`` naming the task.
+Resources no node of a cluster this call started can meet are refused at once; on a
+shared cluster (which may grow) they are a warning.
 
 Examples
 --------
->>> from ift_core.train import get_profile, ensemble_dir, load_ensemble
->>> config = get_profile("tiny", n_models=2, epochs=1)
->>> metrics = run_ray(config, [0, 1], ensemble_dir(config), progress=False)  # doctest: +SKIP
->>> len(load_ensemble(config))                                                # doctest: +SKIP
-2
+>>> with ray_tasks(num_cpus=1) as tasks:                        # doctest: +SKIP
+...     tasks.map(pow, [(2, 3), (3, 2)], name="pow", labels=["a", "b"])
+[8, 9]
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import os
-import socket
 import warnings
-from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
-__all__ = ["RAY_OPTIONS", "ray_session", "resource_options", "run_ray", "extract_activations_ray"]
+__all__ = ["RAY_OPTIONS", "ray_session", "ray_tasks", "RayTasks", "resource_options"]
 
-# The per-task options train_ensemble(ray_resources=...) may set (keywords of run_ray).
+# The per-task options train_ensemble(ray_resources=...) may set (keywords of ift_core.train.run_ray).
 RAY_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "max_retries", "ship_data", "runtime_env")
 
 _INSTALL_HINT = "Ray is not installed; install the optional extra with: pip install -e '.[ray]'"
@@ -81,6 +58,16 @@ def _import_ray():
     except ImportError as err:
         raise ImportError(_INSTALL_HINT) from err
     return ray
+
+
+# This module imports nothing from ift_core (it sits below every stage), so its few checks are its own.
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            and math.isfinite(v))
 
 
 def _check_address(address: Any) -> str | None:
@@ -105,7 +92,7 @@ def _session(address: str | None, *, num_cpus: int | None = None, num_gpus: int 
         return
     addr = _check_address(address)
     for name, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
+        if v is not None and (not _is_int(v) or v < 0):
             raise ValueError(f"{name} must be None or an integer >= 0, got {v!r}")
     if runtime_env is not None and not isinstance(runtime_env, Mapping):
         raise ValueError(f"runtime_env must be None or a dict, got {type(runtime_env).__name__}")
@@ -129,7 +116,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
     """A connected Ray session for the ``with`` block; yields the ``ray`` module.
 
     Use it to keep one cluster across several calls (training, then activations):
-    :func:`run_ray` and :func:`extract_activations_ray` use an initialised session as it is.
+    :func:`ray_tasks` and everything built on it use an initialised session as it is.
 
     Parameters
     ----------
@@ -156,6 +143,16 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
         yield ray
 
 
+def _infeasible(ray: Any, num_cpus: float, num_gpus: float, resources: Mapping[str, float] | None) -> str | None:
+    """Why no node of the cluster could ever run one task, or None."""
+    need = {"CPU": num_cpus, "GPU": num_gpus, **(resources or {})}
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(all(res.get(k, 0.0) >= v for k, v in need.items() if v > 0) for res in nodes):
+        return None
+    return (f"no node of the Ray cluster has {{{', '.join(f'{k}: {v}' for k, v in need.items() if v > 0)}}} "
+            f"for one task; nodes have {nodes}")
+
+
 def _task_options(ray: Any, started_here: bool, num_cpus: float, num_gpus: float, memory: float | None,
                   resources: Mapping[str, float] | None, max_retries: int) -> dict[str, Any]:
     """Ray task options; refuses (own cluster) or warns (shared cluster) when no node fits one task."""
@@ -163,7 +160,7 @@ def _task_options(ray: Any, started_here: bool, num_cpus: float, num_gpus: float
     if why and started_here:
         raise ValueError(f"{why}; ask for less per task (num_cpus, num_gpus)")
     if why:
-        warnings.warn(f"{why}; the tasks wait until the cluster grows", stacklevel=3)
+        warnings.warn(f"{why}; the tasks wait until the cluster grows", stacklevel=4)
     opts: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_retries": max_retries}
     if memory is not None:
         opts["memory"] = memory
@@ -172,10 +169,29 @@ def _task_options(ray: Any, started_here: bool, num_cpus: float, num_gpus: float
     return opts
 
 
-def resource_options(ray_resources: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Check ``train_ensemble``'s ``ray_resources`` dict and return it as :func:`run_ray` keywords.
+def _check_resources(num_cpus: Any, num_gpus: Any, memory: Any, resources: Any, max_retries: Any) -> None:
+    if not _is_real(num_cpus) or num_cpus < 0:
+        raise ValueError(f"num_cpus must be a number >= 0, got {num_cpus!r}")
+    if not _is_real(num_gpus) or num_gpus < 0:
+        raise ValueError(f"num_gpus must be a number >= 0, got {num_gpus!r}")
+    if num_gpus > 1 and num_gpus != int(num_gpus):
+        raise ValueError(f"num_gpus above 1 must be a whole number (Ray's rule), got {num_gpus!r}")
+    if memory is not None and (not _is_real(memory) or memory <= 0):
+        raise ValueError(f"memory must be None or a number of bytes > 0, got {memory!r}")
+    if resources is not None and (not isinstance(resources, Mapping)
+                                  or not all(isinstance(k, str) and _is_real(v) and v >= 0
+                                             for k, v in resources.items())):
+        raise ValueError(f"resources must be None or a dict of name -> amount >= 0, got {resources!r}")
+    if not _is_int(max_retries) or max_retries < -1:
+        raise ValueError(f"max_retries must be an integer >= -1 (-1: retry forever), got {max_retries!r}")
 
-    Allowed keys: :data:`RAY_OPTIONS`.
+
+def resource_options(ray_resources: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check a ``ray_resources`` dict (``train_ensemble``, ``ensemble_activations``) and return it
+    as keywords of the Ray runners.
+
+    Allowed keys: :data:`RAY_OPTIONS`. Defaults of the keys not given: ``num_cpus=1``,
+    ``num_gpus=0``, ``max_retries=3``.
 
     Examples
     --------
@@ -189,78 +205,10 @@ def resource_options(ray_resources: Mapping[str, Any] | None) -> dict[str, Any]:
     unknown = sorted(set(ray_resources) - set(RAY_OPTIONS))
     if unknown:
         raise ValueError(f"unknown ray_resources keys {unknown}; allowed: {list(RAY_OPTIONS)}")
-    r = ray_resources  # the values too, before any training (run_ray's defaults for the others)
+    r = ray_resources  # the values too, before any work starts
     _check_resources(r.get("num_cpus", 1), r.get("num_gpus", 0.0), r.get("memory"), r.get("resources"),
                      r.get("max_retries", 3))
     return dict(ray_resources)
-
-
-def _check_resources(num_cpus: Any, num_gpus: Any, memory: Any, resources: Any, max_retries: Any) -> None:
-    def real(v):
-        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
-
-    if not real(num_cpus) or num_cpus < 0:
-        raise ValueError(f"num_cpus must be a number >= 0, got {num_cpus!r}")
-    if not real(num_gpus) or num_gpus < 0:
-        raise ValueError(f"num_gpus must be a number >= 0, got {num_gpus!r}")
-    if num_gpus > 1 and num_gpus != int(num_gpus):
-        raise ValueError(f"num_gpus above 1 must be a whole number (Ray's rule), got {num_gpus!r}")
-    if memory is not None and (not real(memory) or memory <= 0):
-        raise ValueError(f"memory must be None or a number of bytes > 0, got {memory!r}")
-    if resources is not None and (not isinstance(resources, Mapping)
-                                  or not all(isinstance(k, str) and real(v) and v >= 0
-                                             for k, v in resources.items())):
-        raise ValueError(f"resources must be None or a dict of name -> amount >= 0, got {resources!r}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, (int, np.integer)) or max_retries < -1:
-        raise ValueError(f"max_retries must be an integer >= -1 (-1: retry forever), got {max_retries!r}")
-
-
-def _task_device(device: Any, num_gpus: float) -> str:
-    """The device each task trains on. Not resolved on the driver: it may have no GPU."""
-    if device is None:
-        return "cuda" if num_gpus > 0 else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda' or a torch.device, got {device!r}") from None
-    if dev.type == "cuda" and num_gpus <= 0:
-        raise ValueError(f"device={device!r} needs num_gpus > 0 (a fraction such as 0.25 puts 4 seeds on a GPU); "
-                         "Ray hides GPUs from tasks that do not ask for one")
-    if dev.type == "cpu" and num_gpus > 0:
-        raise ValueError(f"num_gpus={num_gpus} with device={device!r} would reserve GPUs the tasks do not use")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be a CPU or CUDA device, got {device!r}")
-    # Ray sets CUDA_VISIBLE_DEVICES per task: the task's GPU is always index 0 there.
-    return dev.type
-
-
-def _infeasible(ray: Any, num_cpus: float, num_gpus: float, resources: Mapping[str, float] | None) -> str | None:
-    """Why no node of the cluster could ever run one task, or None."""
-    need = {"CPU": num_cpus, "GPU": num_gpus, **(resources or {})}
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    if any(all(res.get(k, 0.0) >= v for k, v in need.items() if v > 0) for res in nodes):
-        return None
-    return (f"no node of the Ray cluster has {{{', '.join(f'{k}: {v}' for k, v in need.items() if v > 0)}}} "
-            f"for one task; nodes have {nodes}")
-
-
-def _train_seed(config: Any, m: int, directory: str, device: str, data_box: list, own_box: list) -> dict[str, Any]:
-    """One seed, inside a Ray worker: install the driver's data (once per worker) and train.
-
-    The data come boxed in lists so Ray passes the object references instead of fetching
-    the data for every task; a worker that already holds them skips the fetch.
-    """
-    import ray
-
-    from . import train as T
-    from .internal import config_key
-
-    key = config_key(config.data)
-    if data_box and key not in T._DATA_MEMO:
-        T._worker_init(key, ray.get(data_box[0]))
-    own = ray.get(own_box[0]) if own_box else None
-    metrics = T._train_one(config, m, Path(directory), device=device, backend="ray", progress=False, train=own)
-    return {**metrics, "node": socket.gethostname(), "pid": os.getpid()}
 
 
 def _lost_worker_errors(ray: Any) -> tuple[type, ...]:
@@ -269,7 +217,7 @@ def _lost_worker_errors(ray: Any) -> tuple[type, ...]:
     return tuple(getattr(ray.exceptions, n) for n in names if hasattr(ray.exceptions, n))
 
 
-def _gather(ray: Any, refs: list, labels: list[str], bar: Any, max_retries: int) -> list[Any]:
+def _gather(ray: Any, refs: list, labels: Sequence[str], bar: Any, max_retries: int, lost_hint: str) -> list[Any]:
     """Results of ``refs`` in order, ticking ``bar`` as each finishes; cancel the rest on error."""
     index = {ref: i for i, ref in enumerate(refs)}
     out: list[Any] = [None] * len(refs)
@@ -285,9 +233,10 @@ def _gather(ray: Any, refs: list, labels: list[str], bar: Any, max_retries: int)
                 except lost as err:
                     raise RuntimeError(
                         f"{labels[i]} lost its Ray worker {max_retries + 1} time(s) ({type(err).__name__}); "
-                        "finished seeds keep their checkpoints, so calling again resumes. "
-                        "Raise max_retries, or give the tasks more memory.") from err
-                bar.update()
+                        f"{lost_hint + ' ' if lost_hint else ''}Raise max_retries, or give the tasks more "
+                        "memory.") from err
+                if bar is not None:
+                    bar.update()
     except BaseException:
         for ref in pending:
             with contextlib.suppress(Exception):
@@ -296,211 +245,79 @@ def _gather(ray: Any, refs: list, labels: list[str], bar: Any, max_retries: int)
     return out
 
 
-def run_ray(config: Any, missing: Sequence[int], directory: str | os.PathLike, *, device: Any = None,
-            address: str | None = None, num_cpus: float = 1, num_gpus: float = 0.0, memory: float | None = None,
-            resources: Mapping[str, float] | None = None, max_retries: int = 3, ship_data: bool = True,
-            runtime_env: Mapping[str, Any] | None = None, progress: bool = True,
-            bar: Any = None) -> list[dict[str, Any]]:
-    """Train models ``missing`` of ``config`` as Ray tasks, one per seed; the ``"ray"`` backend.
+@dataclass
+class RayTasks:
+    """Tasks with the same resources on one Ray session (made by :func:`ray_tasks`).
 
-    Each task calls the function every backend uses to train one seed, which writes
-    the seed's checkpoint (atomically) to ``directory``; ``train_ensemble(config,
-    backend="ray")`` then loads them. Results are bit-identical to the ``sequential``
-    backend on CPU.
+    Attributes
+    ----------
+    ray : module
+        The connected ``ray`` module.
+    options : dict
+        The Ray task options every task gets (``num_cpus``, ``num_gpus``, ``max_retries``, ...).
+    """
+
+    ray: Any
+    options: dict[str, Any]
+
+    def put(self, value: Any) -> Any:
+        """``value`` in Ray's object store, once; pass the reference (boxed in a list, so that Ray
+        does not fetch it for every task) instead of the value."""
+        return self.ray.put(value)
+
+    def map(self, fn: Callable[..., Any], args: Sequence[tuple], *, name: str, labels: Sequence[str],
+            bar: Any = None, lost_hint: str = "") -> list[Any]:
+        """``[fn(*a) for a in args]``, one Ray task each (named ``name``: the worker's process title
+        is ``ray::NAME``), in order; ``bar.update()`` as each finishes.
+
+        A task that loses its worker more than ``max_retries`` times raises ``RuntimeError``
+        naming its label (followed by ``lost_hint``); the other tasks are then cancelled.
+        """
+        if len(labels) != len(args):
+            raise ValueError(f"labels must name each of the {len(args)} tasks, got {len(labels)}")
+        task = self.ray.remote(fn).options(name=name, **self.options)
+        refs = [task.remote(*a) for a in args]
+        return _gather(self.ray, refs, labels, bar, self.options["max_retries"], lost_hint)
+
+
+@contextlib.contextmanager
+def ray_tasks(*, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0.0,
+              memory: float | None = None, resources: Mapping[str, float] | None = None, max_retries: int = 3,
+              runtime_env: Mapping[str, Any] | None = None) -> Iterator[RayTasks]:
+    """A Ray session (see :func:`ray_session`) and the per-task resources of the tasks to run on it.
 
     Parameters
     ----------
-    config : ift_core.train.TrainConfig
-    missing : sequence of int
-        Model indices ``m`` to train (seed ``config.seed + m``).
-    directory : path
-        Where the checkpoints go (``ift_core.train.ensemble_dir(config)``). On a
-        multi-node cluster it must be on storage every node shares (``IFT_CACHE`` on NFS).
-    device : str or torch.device, optional
-        ``"cpu"`` or ``"cuda"`` on the *workers* (not checked against the driver's
-        hardware). Default ``"cuda"`` when ``num_gpus > 0``, else ``"cpu"``.
     address : str, optional
-        Cluster to use (see :func:`ray_session`); default ``$RAY_ADDRESS`` or a private
-        local cluster on 127.0.0.1 for this call.
+        The cluster (see :func:`ray_session`); default ``$RAY_ADDRESS`` or a private local
+        cluster on 127.0.0.1 for the block.
     num_cpus : float
-        CPUs reserved per task (training itself is single-threaded). Default 1.
+        CPUs reserved per task. Default 1.
     num_gpus : float
-        GPUs per task; a fraction shares a GPU (0.25: four seeds per GPU). Default 0.
+        GPUs per task; a fraction shares a GPU (0.25: four tasks per GPU). Default 0.
     memory : float, optional
         Bytes of RAM reserved per task (Ray schedules by it; it does not cap usage).
     resources : dict, optional
         Custom Ray resources per task (e.g. ``{"big_gpu": 1}``).
     max_retries : int
         Reruns of a task whose worker or node dies (-1: unlimited). Default 3.
-    ship_data : bool
-        True: the driver loads the data once and sends them through Ray's object
-        store, so workers need no data files. False: every worker loads them itself
-        (each node then needs the data set, e.g. under ``$IFT_DATA``).
     runtime_env : dict, optional
         Ray runtime environment when this call starts or joins the cluster.
-    progress : bool
-        A tqdm bar over seeds (when ``bar`` is not given).
-    bar : tqdm, optional
-        A bar to tick per finished seed (``train_ensemble`` passes its own).
-
-    Returns
-    -------
-    list of dict
-        Each seed's metrics (as in its checkpoint, plus ``node`` and ``pid`` of the
-        worker that trained it), in the order of ``missing``.
 
     Raises
     ------
     ValueError
-        Bad arguments, or resources no node of the cluster has.
-    RuntimeError
-        A seed lost its worker more than ``max_retries`` times, or the driver cannot see
-        a checkpoint a worker wrote (``directory`` is not on shared storage).
+        Bad resources, or resources no node of a cluster this call started has (on a shared
+        cluster: a warning, the tasks wait for it to grow).
     ImportError
         Ray is not installed.
 
     Examples
     --------
-    >>> from ift_core.train import get_profile, ensemble_dir
-    >>> config = get_profile("tiny", n_models=2, epochs=1)
-    >>> [r["seed"] for r in run_ray(config, [0, 1], ensemble_dir(config), progress=False)]  # doctest: +SKIP
-    [0, 1]
+    >>> with ray_tasks(num_cpus=1) as tasks:                        # doctest: +SKIP
+    ...     tasks.map(pow, [(2, 3), (3, 2)], name="pow", labels=["a", "b"])
+    [8, 9]
     """
-    from . import train as T
-
-    if not isinstance(config, T.TrainConfig):
-        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-    missing = list(missing)
-    for m in missing:
-        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 0 <= m < config.n_models:
-            raise ValueError(f"missing must hold model indices in [0, {config.n_models}), got {m!r}")
-    if len(set(missing)) != len(missing):
-        raise ValueError(f"missing has repeated indices: {missing}")
     _check_resources(num_cpus, num_gpus, memory, resources, max_retries)
-    dev = _task_device(device, float(num_gpus))
-    directory = Path(directory).absolute()
-    if not missing:
-        return []
-    directory.mkdir(parents=True, exist_ok=True)
-    own_bar = bar is None
-    if own_bar:
-        bar = tqdm(total=len(missing), desc=f"{config.arch} x{len(missing)} (ray)", disable=not progress)
-    try:
-        with _session(address, runtime_env=runtime_env) as (ray, started_here):
-            opts = _task_options(ray, started_here, num_cpus, num_gpus, memory, resources, max_retries)
-            task = ray.remote(_train_seed).options(name="ift_train_seed", **opts)
-            data_box: list = []
-            owns: list[list] = [[] for _ in missing]
-            if ship_data:
-                base = T._base_data(config)
-                data_box = [ray.put(base)]
-                for j, m in enumerate(missing):
-                    own = T._model_train_set(config, m)  # diffdata/alldiff: drawn once, here
-                    if own is not base[0]:
-                        owns[j] = [ray.put(own)]
-            refs = [task.remote(config, m, str(directory), dev, data_box, owns[j]) for j, m in enumerate(missing)]
-            labels = [f"seed {config.seed + m}" for m in missing]
-            results = _gather(ray, refs, labels, bar, max_retries)
-    finally:
-        if own_bar:
-            bar.close()
-    unseen = [r for r in results if not T._checkpoint_path(directory, r["seed"]).exists()]
-    if unseen:
-        raise RuntimeError(
-            f"the workers trained seeds {[r['seed'] for r in unseen]} on nodes "
-            f"{sorted({r['node'] for r in unseen})} but their checkpoints are not in {directory} as seen "
-            "by this process: the cache folder must be on storage every node shares at the same path "
-            "(set IFT_CACHE to a folder on NFS before starting Python)")
-    return results
-
-
-def _cpu_copy(model: Any) -> Any:
-    on_cpu = all(t.device.type == "cpu" for t in list(model.parameters()) + list(model.buffers()))
-    return model if on_cpu else copy.deepcopy(model).cpu()
-
-
-def _extract_one(model: Any, x_box: list, layer: str, batch_size: int, device: str,
-                 threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """One model's activations and logits, inside a Ray worker."""
-    import ray
-
-    from .activations import extract_activations
-
-    torch.set_num_threads(threads)
-    acts, logits = extract_activations(model, ray.get(x_box[0]), layer=layer, batch_size=batch_size,
-                                       device=device)
-    return acts[0], logits[0]
-
-
-def extract_activations_ray(models: Any, x: Any, *, layer: str = "penultimate", batch_size: int = 512,
-                            device: Any = None, address: str | None = None, num_cpus: float = 1,
-                            num_gpus: float = 0.0, memory: float | None = None,
-                            resources: Mapping[str, float] | None = None, max_retries: int = 3,
-                            runtime_env: Mapping[str, Any] | None = None,
-                            progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`ift_core.activations.extract_activations` with one Ray task per model.
-
-    The inputs go to the object store once; each task gets one model, runs
-    ``extract_activations`` on it with ``int(num_cpus)`` threads (at least one) and
-    returns its ``(N, D)`` activations and ``(N, C)`` logits. On CPU the result is
-    identical to ``extract_activations`` run with the same number of threads.
-
-    Parameters
-    ----------
-    models : nn.Module or sequence of nn.Module
-    x : torch.Tensor or np.ndarray
-        Inputs ``(N, ...)``, preprocessed as the models expect.
-    layer, batch_size
-        As in :func:`ift_core.activations.extract_activations`.
-    device : str or torch.device, optional
-        On the workers; default ``"cuda"`` when ``num_gpus > 0``, else ``"cpu"``.
-    address, num_cpus, num_gpus, memory, resources, max_retries, runtime_env
-        As in :func:`run_ray`.
-    progress : bool
-        A tqdm bar over models.
-
-    Returns
-    -------
-    activations : np.ndarray
-        ``(M, N, D)`` float32.
-    logits : np.ndarray
-        ``(M, N, C)`` float32.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from torch import nn
-    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    >>> acts, logits = extract_activations_ray([net, net], torch.randn(5, 4), layer="1")  # doctest: +SKIP
-    >>> acts.shape, logits.shape                                                          # doctest: +SKIP
-    ((2, 5, 3), (2, 5, 2))
-    """
-    from .activations import _as_inputs, _as_models, _check_batch_and_layer, _check_same_widths
-
-    models = _as_models(models)
-    x = _as_inputs(x)
-    _check_batch_and_layer(batch_size, layer)
-    for i, model in enumerate(models):
-        if layer not in dict(model.named_modules()):
-            names = [n for n, _ in model.named_modules() if n]
-            raise ValueError(f"layer {layer!r} not found in models[{i}] ({type(model).__name__}); "
-                             f"available layers: {names}")
-    _check_resources(num_cpus, num_gpus, memory, resources, max_retries)
-    dev = _task_device(device, float(num_gpus))
-    bar = tqdm(total=len(models), desc=f"activations ({layer}, ray)", disable=not progress, leave=False)
-    try:
-        with _session(address, runtime_env=runtime_env) as (ray, started_here):
-            opts = _task_options(ray, started_here, num_cpus, num_gpus, memory, resources, max_retries)
-            task = ray.remote(_extract_one).options(name="ift_extract", **opts)
-            x_box = [ray.put(x.cpu())]
-            threads = max(1, int(num_cpus))
-            # Models travel as CPU copies; the caller's models stay where they are.
-            refs = [task.remote(_cpu_copy(model), x_box, layer, batch_size, dev, threads) for model in models]
-            pairs = _gather(ray, refs, [f"model {i}" for i in range(len(models))], bar, max_retries)
-    finally:
-        bar.close()
-    acts = [a for a, _ in pairs]
-    logits = [lg for _, lg in pairs]
-    for i in range(1, len(acts)):
-        _check_same_widths(acts[i], logits[i], acts[0], logits[0])
-    return np.stack(acts).astype(np.float32, copy=False), np.stack(logits).astype(np.float32, copy=False)
+    with _session(address, runtime_env=runtime_env) as (ray, started_here):
+        yield RayTasks(ray, _task_options(ray, started_here, num_cpus, num_gpus, memory, resources, max_retries))

@@ -60,7 +60,7 @@ from ift_core import locks  # noqa: E402
 
 NOTEBOOKS = REPO / "notebooks"
 EXECUTED_PREFIX = "notebooks/_executed/"
-PROFILES = ("tiny", "cpu", "paper")
+from ift_core.train.config import PROFILE_NAMES as PROFILES  # noqa: E402  (no torch)
 KERNEL = "python3"
 # Bump when the way chapters are executed changes, so every stamp goes stale.
 STAMP_VERSION = 1

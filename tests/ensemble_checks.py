@@ -1,11 +1,11 @@
 """Checks shared by the training tests (test_train, test_gpu): comparing ensembles bit for bit,
-and watching one layer of every model that ``ift_core.train`` builds."""
+and watching one layer of every model that ``ift_core.train.train_seed`` builds."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ift_core import train as tr
+from ift_core.train import seed as train_seed_module
 from ift_core.train import Ensemble
 
 
@@ -24,9 +24,9 @@ def assert_bit_identical(a: Ensemble, b: Ensemble) -> None:
 
 
 def record_layer(monkeypatch, layer: str, seen: list) -> None:
-    """Hook the submodule ``layer`` of every model ``_train_one`` builds. Each forward call
+    """Hook the submodule ``layer`` of every model ``train_seed`` builds. Each forward call
     appends (input is channels-last, output dtype, model was training, output device type)."""
-    real = tr._new_model
+    real = train_seed_module._new_model
 
     def new_model(config, train, init_seed):
         model = real(config, train, init_seed)
@@ -34,4 +34,4 @@ def record_layer(monkeypatch, layer: str, seen: list) -> None:
             (inp[0].is_contiguous(memory_format=torch.channels_last), out.dtype, mod.training, out.device.type)))
         return model
 
-    monkeypatch.setattr(tr, "_new_model", new_model)
+    monkeypatch.setattr(train_seed_module, "_new_model", new_model)

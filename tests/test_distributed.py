@@ -1,9 +1,9 @@
-"""The Ray backend: a local cluster on loopback, a worker killed midway, results identical to sequential.
+"""The Ray plumbing and the Ray backend: a local cluster on loopback, a worker killed midway,
+results identical to sequential.
 
 The end-to-end tests share one private two-CPU Ray cluster (started once per module, shut down
-at the end). When the lead has wired ``"ray"`` into ``ift_core.train.BACKENDS`` the training
-goes through the public path ``train_ensemble(config, backend="ray")``; before that, through
-``ift_core.distributed.run_ray`` directly.
+at the end) and train through the public path ``train_ensemble(config, backend="ray")`` or
+:func:`ift_core.train.run_ray`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import torch
 
 from ift_core import distributed as D
 from ift_core import train as T
-from ift_core.activations import extract_activations
+from ift_core.activations import extract_activations, extract_activations_ray
+from ift_core.train.seed import _checkpoint_path
 
 LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
 TRAIN_TASK = "ift_train_seed"  # the Ray task name run_ray gives its tasks (the worker's process title)
@@ -52,13 +53,13 @@ def test_missing_ray_names_the_extra(monkeypatch):
 def test_run_ray_rejects_bad_resources(kwargs, match):
     config = T.get_profile("tiny", n_models=2)
     with pytest.raises(ValueError, match=match):
-        D.run_ray(config, [0, 1], "/nonexistent/never-written", progress=False, **kwargs)
+        T.run_ray(config, [0, 1], "/nonexistent/never-written", progress=False, **kwargs)
 
 
 @pytest.mark.parametrize("missing", [[2], [-1], [0, 0], [True]])
 def test_run_ray_rejects_bad_indices(missing):
     with pytest.raises(ValueError, match="missing"):
-        D.run_ray(T.get_profile("tiny", n_models=2), missing, "/nonexistent/never-written", progress=False)
+        T.run_ray(T.get_profile("tiny", n_models=2), missing, "/nonexistent/never-written", progress=False)
 
 
 def test_resource_options():
@@ -69,6 +70,16 @@ def test_resource_options():
     with pytest.raises(ValueError, match="dict"):
         D.resource_options([("num_gpus", 1)])
 
+
+def test_plumbing_imports_nothing_from_the_stages():
+    """distributed sits below every stage: importing it loads no other ift_core module, no torch."""
+    import subprocess
+
+    code = ("import sys, ift_core.distributed; "
+            "print(sorted(m for m in sys.modules if m.startswith('ift_core')), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['ift_core', 'ift_core.distributed'] False"
 
 def test_bad_address():
     pytest.importorskip("ray")
@@ -122,16 +133,8 @@ class _Killer(threading.Thread):
 
 
 def _train_through_ray(config: T.TrainConfig, max_retries: int) -> T.Ensemble:
-    """train_ensemble(backend="ray") once the lead wired it in; run_ray + load_ensemble before."""
-    if "ray" in T.BACKENDS:
-        return T.train_ensemble(config, backend="ray", progress=False,
-                                ray_resources={"num_cpus": 1, "max_retries": max_retries})
-    directory = T.ensemble_dir(config)
-    missing = [m for m in range(config.n_models) if not T._checkpoint_path(directory, config.seed + m).exists()]
-    D.run_ray(config, missing, directory, num_cpus=1, max_retries=max_retries, progress=False)
-    ens = T.load_ensemble(config, directory)
-    ens.n_trained = len(missing)
-    return ens
+    return T.train_ensemble(config, backend="ray", progress=False,
+                            ray_resources={"num_cpus": 1, "max_retries": max_retries})
 
 
 def _state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -159,9 +162,9 @@ def test_ray_survives_a_killed_worker_and_matches_sequential(cluster):
     config = T.get_profile("tiny", n_models=3, seed=3)
     directory = T.ensemble_dir(config)
     # A first run trains seed 3 only; the full run below must leave its checkpoint alone.
-    first = D.run_ray(config, [0], directory, progress=False)
+    first = T.run_ray(config, [0], directory, progress=False)
     assert [r["seed"] for r in first] == [3]
-    ck0 = T._checkpoint_path(directory, 3)
+    ck0 = _checkpoint_path(directory, 3)
     before = ck0.stat()
 
     with _Killer() as killer:
@@ -186,10 +189,22 @@ def test_killed_worker_without_retries_is_reported(cluster):
     config = T.get_profile("tiny", n_models=1, seed=50, epochs=60)  # long enough to be killed midway
     directory = T.ensemble_dir(config)
     with _Killer(delay=0.1) as killer, pytest.raises(RuntimeError, match="seed 50 lost its Ray worker"):
-        D.run_ray(config, [0], directory, max_retries=0, progress=False)
+        T.run_ray(config, [0], directory, max_retries=0, progress=False)
     assert len(killer.killed) == 1
-    assert not T._checkpoint_path(directory, 50).exists()
+    assert not _checkpoint_path(directory, 50).exists()
 
+
+@pytest.mark.slow
+def test_ray_tasks_map_in_order_with_the_object_store(cluster):
+    with D.ray_tasks(num_cpus=1) as tasks:
+        assert tasks.options == {"num_cpus": 1, "num_gpus": 0.0, "max_retries": 3}
+        box = [tasks.put(np.arange(5))]
+        got = tasks.map(lambda b, k: int(cluster.get(b[0]).sum()) * k, [(box, 3), (box, 1), (box, 0)],
+                        name="ift_sum", labels=["a", "b", "c"])
+        assert got == [30, 10, 0]
+        with pytest.raises(ValueError, match="labels must name each of the 2 tasks"):
+            tasks.map(lambda k: k, [(1,), (2,)], name="ift_id", labels=["a"])
+    assert cluster.is_initialized()  # an initialised session is used, not shut down
 
 @pytest.mark.slow
 def test_requests_no_node_can_meet(cluster):
@@ -208,10 +223,10 @@ def test_extract_activations_ray_matches_local(cluster):
     config = T.get_profile("tiny", n_models=3, seed=3)
     ens = T.train_ensemble(config, backend="sequential", progress=False)  # cached by the test above
     _, test = ens.data()
-    acts, logits = D.extract_activations_ray(ens.models, test.x, num_cpus=1)
+    acts, logits = extract_activations_ray(ens.models, test.x, num_cpus=1)
     ref_acts, ref_logits = extract_activations(ens.models, test.x)
     assert acts.shape == (3, len(test), 128) and acts.dtype == np.float32
     np.testing.assert_array_equal(acts, ref_acts)
     np.testing.assert_array_equal(logits, ref_logits)
     with pytest.raises(ValueError, match="available layers"):
-        D.extract_activations_ray(ens.models, test.x, layer="nope")
+        extract_activations_ray(ens.models, test.x, layer="nope")

@@ -20,7 +20,7 @@ from ift_core.train import TrainConfig, ensemble_dir, load_ensemble, train_ensem
 
 DEVICE = os.environ.get("IFT_GPU_TESTS_DEVICE", "cuda")
 ON_GPU = DEVICE == "cuda"
-if ON_GPU:  # cuBLAS reads it at its first use, which may come before train.py sets it
+if ON_GPU:  # cuBLAS reads it at its first use, which may come before ift_core.train sets it
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 pytestmark = pytest.mark.skipif(ON_GPU and not torch.cuda.is_available(),
@@ -53,7 +53,8 @@ def test_gpu_loop_runs_bf16_on_channels_last(monkeypatch):
                          progress=False)
     training = [s for s in seen if s[2]]
     assert len(training) == 10  # 1,000 images / batch 100
-    # channels-last on CUDA; on the CPU (IFT_GPU_TESTS_DEVICE=cpu) the ResNet trains in NCHW (issue 12)
+    # channels-last on CUDA; on the CPU (IFT_GPU_TESTS_DEVICE=cpu) the ResNet trains in NCHW (oneDNN's AVX2
+    # channels-last kernels crash it)
     assert all(s[0] == ON_GPU for s in training)
     assert all(s[3] == DEVICE for s in seen)  # the data were on the device
     assert all(s[1] == (torch.bfloat16 if ON_GPU else torch.float32) for s in training)

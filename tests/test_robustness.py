@@ -1,4 +1,4 @@
-"""Killed, damaged, concurrent, hostile (issue 13): nothing lost, nothing run, nothing half-written.
+"""Killed, damaged, concurrent, hostile: nothing lost, nothing run, nothing half-written.
 
 Each test does the real thing on the tiny digits MLP: it kills a real process by its pid, damages
 a real file, runs two real processes at once, or hands the loader a hostile folder. Every

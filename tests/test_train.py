@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gc
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,9 @@ import torch
 
 from ensemble_checks import assert_bit_identical, record_layer, weights
 from ift_core import train as tr
+from ift_core.models import ARCHITECTURES
+from ift_core.train import backends, seed
+from ift_core.train import config as train_config
 from ift_core.data import DataConfig, load_data
 from ift_core.train import (
     MODES,
@@ -22,12 +27,14 @@ from ift_core.train import (
     lr_at,
     model_seeds,
     train_ensemble,
+    train_seed,
 )
+from ift_core.train.seed import resolve_device
 
 torch.set_num_threads(1)
 
 DIGITS = DataConfig(name="digits", n_train=600, n_test=200)
-REAL_TRAIN_ONE = tr._train_one
+REAL_TRAIN_SEED = backends.train_seed
 
 
 def small(**changes) -> TrainConfig:
@@ -46,12 +53,12 @@ class SimulatedKill(Exception):
 
 
 class Counter:
-    """Wraps tr._train_one: counts calls and can fail after k of them (a simulated kill)."""
+    """Wraps train_seed (as the backends call it): counts calls and can fail after k of them (a simulated kill)."""
 
     def __init__(self, fail_after: int | None = None):
         self.calls: list[int] = []
         self.fail_after = fail_after
-        self.real = REAL_TRAIN_ONE
+        self.real = REAL_TRAIN_SEED
 
     def __call__(self, config, m, *args, **kwargs):
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
@@ -287,7 +294,7 @@ def test_cache_hit_trains_nothing(monkeypatch):
     assert first.n_trained == 3
     stamps = {p: p.stat().st_mtime_ns for p in first.directory.glob("seed_*.pt")}
     counter = Counter()
-    monkeypatch.setattr(tr, "_train_one", counter)
+    monkeypatch.setattr(backends, "train_seed", counter)
     again = train_ensemble(c, backend="sequential", progress=False)
     assert counter.calls == [] and again.n_trained == 0
     assert {p: p.stat().st_mtime_ns for p in again.directory.glob("seed_*.pt")} == stamps
@@ -309,14 +316,14 @@ def test_resume_after_interruption(monkeypatch):
     c = small(seed=30, n_models=4, arch="small_cnn", width=4)
     reference = train_ensemble(c, backend="sequential", cache=False, progress=False)
     killer = Counter(fail_after=2)
-    monkeypatch.setattr(tr, "_train_one", killer)
+    monkeypatch.setattr(backends, "train_seed", killer)
     with pytest.raises(SimulatedKill):
         train_ensemble(c, backend="sequential", progress=False)
     done = sorted(tr.ensemble_dir(c).glob("seed_*.pt"))
     assert [p.name for p in done] == ["seed_00030.pt", "seed_00031.pt"]
     stamps = {p: p.stat().st_mtime_ns for p in done}
     counter = Counter()
-    monkeypatch.setattr(tr, "_train_one", counter)
+    monkeypatch.setattr(backends, "train_seed", counter)
     resumed = train_ensemble(c, backend="sequential", progress=False)
     assert counter.calls == [2, 3] and resumed.n_trained == 2  # finished seeds not retrained
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
@@ -333,9 +340,10 @@ def test_seed_finished_by_a_concurrent_run_is_skipped(monkeypatch):
     c = small(seed=60, n_models=2)
     ens = train_ensemble(c, backend="sequential", progress=False)
     counter = Counter()
-    monkeypatch.setattr(tr, "_train_one", counter)
+    monkeypatch.setattr(backends, "train_seed", counter)
     # As if another process finished both seeds after this run listed them as missing.
-    trained = tr._run_sequential(c, [0, 1], ens.directory, torch.device("cpu"), False, tr.tqdm(disable=True))
+    trained = backends._run_sequential(c, [0, 1], ens.directory, torch.device("cpu"), False,
+                                       backends.tqdm(disable=True))
     assert trained == 0 and counter.calls == []
 
 
@@ -374,18 +382,18 @@ def test_fashion_mnist_fixture_small_cnn(fixtures_dir):
 # ------------------------------------------------------------------------------------------
 def test_memory_format_per_device_and_arch():
     """The one layout decision: channels-last for every conv net on CUDA; on the CPU only for
-    small_cnn (measured safe and faster), never for the ResNets (oneDNN crashes on AVX2, issue 12)."""
+    small_cnn (measured safe and faster), never for the ResNets (oneDNN crashes on AVX2)."""
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert [tr._memory_format(cuda, a) for a in tr.ARCHITECTURES] == [torch.channels_last] * 3 + [
+    assert [seed._memory_format(cuda, a) for a in ARCHITECTURES] == [torch.channels_last] * 3 + [
         torch.contiguous_format]
-    assert tr._memory_format(torch.device("cuda:1"), "small_resnet") == torch.channels_last
-    assert {a: tr._memory_format(cpu, a) == torch.channels_last for a in tr.ARCHITECTURES} == {
+    assert seed._memory_format(torch.device("cuda:1"), "small_resnet") == torch.channels_last
+    assert {a: seed._memory_format(cpu, a) == torch.channels_last for a in ARCHITECTURES} == {
         "resnet18": False, "small_resnet": False, "small_cnn": True, "mlp": False}
     # CPU ResNets, now in the standard layout, get their own cache entry (older keys: channels-last)
-    assert tr._identity(small(arch="small_resnet"))["memory_format"] == "contiguous"
-    assert "memory_format" not in tr._identity(small(arch="small_resnet"), "cuda")
-    assert "memory_format" not in tr._identity(small(arch="small_cnn"))
-    assert "memory_format" not in tr._identity(small())
+    assert train_config._identity(small(arch="small_resnet"))["memory_format"] == "contiguous"
+    assert "memory_format" not in train_config._identity(small(arch="small_resnet"), "cuda")
+    assert "memory_format" not in train_config._identity(small(arch="small_cnn"))
+    assert "memory_format" not in train_config._identity(small())
 
 
 @pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
@@ -395,7 +403,7 @@ def test_training_loop_applies_the_memory_format(monkeypatch, fmt, cifar_fixture
     convolution runs on the CPU) on 3-channel images, where the two layouts' strides differ."""
     seen: list = []
     record_layer(monkeypatch, "body.0", seen)  # the MLP's Flatten sees the data as stored
-    monkeypatch.setattr(tr, "_memory_format", lambda device, arch: fmt)
+    monkeypatch.setattr(seed, "_memory_format", lambda device, arch: fmt)
     cifar = Path(__file__).parent / "fixtures" / "cifar10"  # 100 + 50 images, 3x32x32
     c = small(n_models=1, epochs=1, data=DataConfig(name="cifar10", root=str(cifar), n_train=None, n_test=None))
     train_ensemble(c, backend="sequential", cache=False, progress=False)
@@ -412,7 +420,7 @@ def test_bf16_training_loop_on_cpu(monkeypatch):
     is measured in float32, and the checkpoint holds float32 weights."""
     seen: list = []
     record_layer(monkeypatch, "features.3", seen)  # small_cnn's second convolution
-    monkeypatch.setattr(tr, "_autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+    monkeypatch.setattr(seed, "_autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
     c = TrainConfig(data=DIGITS, arch="small_cnn", width=8, n_models=1, epochs=4, lr=0.05, batch_size=50)
     ens = train_ensemble(c, backend="sequential", cache=False, progress=False)
     training = [s for s in seen if s[2]]
@@ -428,7 +436,7 @@ def test_bf16_training_loop_on_cpu(monkeypatch):
 
 def test_bf16_vmap_on_cpu(monkeypatch):
     """vmap (the MLP path, also on CUDA) under bf16 autocast learns as float32 does."""
-    monkeypatch.setattr(tr, "_autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+    monkeypatch.setattr(seed, "_autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
     c = small(n_models=2, epochs=6)
     bf16 = train_ensemble(c, backend="vmap", cache=False, progress=False)
     monkeypatch.undo()
@@ -438,11 +446,94 @@ def test_bf16_vmap_on_cpu(monkeypatch):
     assert abs(bf16.test_accuracy.mean() - fp32.test_accuracy.mean()) < 0.05
 
 
+# ------------------------------------------------------------------------------------------
+# The per-seed function, the one SGD step, the one device resolution
+# ------------------------------------------------------------------------------------------
+def test_train_seed_is_what_the_backends_run(tmp_path):
+    c = small(n_models=2, arch="small_cnn", width=4, mode="alldiff")
+    metrics = train_seed(c, 1, tmp_path, device="cpu")
+    ref = train_ensemble(c, backend="sequential", cache=False, progress=False)
+    ck = torch.load(tmp_path / "seed_00001.pt", weights_only=True)
+    state = ref.models[1].state_dict()
+    assert ck["state_dict"].keys() == state.keys()
+    assert all(torch.equal(ck["state_dict"][k], v) for k, v in state.items())
+    assert metrics["seed"] == 1 and metrics["test_accuracy"] == ref.test_accuracy[1]
+    assert "loss_history" not in metrics and len(ck["loss_history"]) == c.epochs
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(m=2), r"m must be an integer >= 0 and <= 1"),
+    (dict(m=True), r"m must be an integer"),
+    (dict(directory=5), r"directory must be a path"),
+    (dict(device="gpu"), r"device must be None, a device name"),
+    (dict(progress="no"), r"progress must be True or False"),
+    (dict(train_set="x"), r"train_set must be an ImageSet"),
+    (dict(config="tiny"), r"config must be a TrainConfig"),
+])
+def test_train_seed_bad_input(tmp_path, kwargs, match):
+    args = dict(config=small(n_models=2), m=0, directory=tmp_path) | kwargs
+    with pytest.raises(ValueError, match=match):
+        train_seed(args.pop("config"), args.pop("m"), args.pop("directory"), **args)
+    assert not list(tmp_path.iterdir())
+
+
+def test_one_sgd_step_for_the_single_and_the_stacked_loop(monkeypatch):
+    assert backends._sgd_step is seed._sgd_step
+    shapes: list = []
+    real = seed._sgd_step
+
+    def counting(opt, lr, device, losses):
+        out = real(opt, lr, device, losses)
+        shapes.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(seed, "_sgd_step", counting)
+    monkeypatch.setattr(backends, "_sgd_step", counting)
+    c = small(n_models=2, epochs=1)  # 600 images / batch 50: 12 steps per epoch
+    train_ensemble(c, backend="sequential", cache=False, progress=False)
+    assert shapes == [()] * 24  # one model per step, two seeds
+    shapes.clear()
+    train_ensemble(c, backend="vmap", cache=False, progress=False)
+    assert shapes == [(2,)] * 12  # both models in every step
+
+
+def test_resolve_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_device("cpu") == cpu and resolve_device(cpu) == cpu
+    assert resolve_device(None) == (cuda if torch.cuda.is_available() else cpu)
+    # Ray tasks: decided by the GPUs each task asks for, not by this machine
+    assert resolve_device(None, num_gpus=0) == cpu and resolve_device(None, num_gpus=0.25) == cuda
+    assert resolve_device("cuda:3", num_gpus=1) == cuda  # Ray shows each task its own GPUs
+    for device, kwargs, match in [("gpu", {}, "device must be None"), ([1], {}, "device must be None"),
+                                  ("cuda", {"num_gpus": 0}, r"num_gpus > 0"),
+                                  ("cpu", {"num_gpus": 1}, "reserve GPUs"),
+                                  ("meta", {"num_gpus": 0}, "CPU or CUDA device"),
+                                  (None, {"num_gpus": -1}, "num_gpus must be")]:
+        with pytest.raises(ValueError, match=match):
+            resolve_device(device, **kwargs)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch.cuda.is_available"):
+            resolve_device("cuda:0")
+    # the cache key of another machine's GPU ensemble needs no GPU here
+    assert tr.ensemble_dir(small(), device="cuda:0") == tr.ensemble_dir(small(), device="cuda")
+
+
+def test_configs_and_profiles_need_no_torch():
+    code = ("import sys; from ift_core.train.config import PROFILE_NAMES, get_profile; "
+            "from ift_core.data import DataConfig, SUBPOPULATION_TRANSFORMS, DATASETS; "
+            "import ift_core.models as m; c = get_profile('paper', n_models=3); "
+            "print(PROFILE_NAMES, c.n_models, m.feature_dim(c.arch), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["('tiny',", "'cpu',", "'paper')", "3", "512", "False"]
+    assert tr.PROFILE_NAMES == tuple(PROFILES)
+
+
 def test_gpu_slots_round_robin():
-    assert tr._gpu_slots([0, 1], 3) == [0, 1, 0, 1, 0, 1]
-    assert tr._gpu_slots([2], 2) == [2, 2]
+    assert backends._gpu_slots([0, 1], 3) == [0, 1, 0, 1, 0, 1]
+    assert backends._gpu_slots([2], 2) == [2, 2]
     # a pool smaller than all slots still spreads over the GPUs
-    assert sorted(tr._gpu_slots([0, 1, 2], 2)[:3]) == [0, 1, 2]
+    assert sorted(backends._gpu_slots([0, 1, 2], 2)[:3]) == [0, 1, 2]
 
 
 def test_worker_takes_one_gpu_slot(monkeypatch):
@@ -450,19 +541,19 @@ def test_worker_takes_one_gpu_slot(monkeypatch):
 
     chosen = []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
-    monkeypatch.setattr(tr, "_WORKER_DEVICE", "cpu")
-    monkeypatch.setattr(tr, "_DATA_MEMO", {})
+    monkeypatch.setattr(backends, "_WORKER_DEVICE", "cpu")
+    monkeypatch.setattr(seed, "_DATA_MEMO", {})
     slots = queue.Queue()
     for g in (1, 0):
         slots.put(g)
     data = load_data(DIGITS)
     try:
-        tr._worker_init("key", data, slots)
-        assert chosen == [1] and tr._WORKER_DEVICE == "cuda:1" and tr._DATA_MEMO["key"] is data
-        tr._worker_init("key", data, slots)
-        assert chosen == [1, 0] and tr._WORKER_DEVICE == "cuda:0"
-        tr._worker_init("key", data)  # a CPU pool leaves the device alone
-        assert tr._WORKER_DEVICE == "cuda:0" and chosen == [1, 0]
+        backends._worker_init("key", data, slots)
+        assert chosen == [1] and backends._WORKER_DEVICE == "cuda:1" and seed._DATA_MEMO["key"] is data
+        backends._worker_init("key", data, slots)
+        assert chosen == [1, 0] and backends._WORKER_DEVICE == "cuda:0"
+        backends._worker_init("key", data)  # a CPU pool leaves the device alone
+        assert backends._WORKER_DEVICE == "cuda:0" and chosen == [1, 0]
     finally:
         torch.set_num_threads(1)
 
@@ -472,7 +563,7 @@ def test_worker_takes_one_gpu_slot(monkeypatch):
 # ------------------------------------------------------------------------------------------
 def test_cache_key_leaves_out_defaults():
     c = small()
-    ident = tr._identity(c)
+    ident = train_config._identity(c)
     assert "device_type" not in ident
     assert not any(k.startswith("subpopulation") for k in ident["data"])
     # keys made before these fields existed stay valid: the book's CPU ensemble
@@ -483,11 +574,11 @@ def test_cache_key_leaves_out_defaults():
     assert tr.ensemble_dir(small(subpopulation_transform="invert", subpopulation_seed=3), device="cpu") == plain
     sub = small(subpopulation_per_class=2)
     assert tr.ensemble_dir(sub, device="cpu") != plain
-    assert tr._identity(sub)["data"]["subpopulation_per_class"] == 2
+    assert train_config._identity(sub)["data"]["subpopulation_per_class"] == 2
     assert tr.ensemble_dir(sub.replace(subpopulation_transform="invert"), device="cpu") != tr.ensemble_dir(
         sub, device="cpu")
     # GPU runs (bf16) never share an entry with CPU runs
-    assert tr._identity(c, "cuda")["device_type"] == "cuda"
+    assert train_config._identity(c, "cuda")["device_type"] == "cuda"
     assert tr.ensemble_dir(c, device="cuda") != plain
     assert tr.ensemble_dir(c, device="cuda:1") == tr.ensemble_dir(c, device="cuda")
 
@@ -513,7 +604,7 @@ def test_subpopulation_config_trains_on_the_construction():
 def test_subpopulation_with_own_subsets_per_model():
     c = small(mode="diffdata", subpopulation_per_class=3)
     plain = small(mode="diffdata")
-    own, own_plain = tr._model_train_set(c, 1), tr._model_train_set(plain, 1)
+    own, own_plain = seed._model_train_set(c, 1), seed._model_train_set(plain, 1)
     assert np.array_equal(own.indices, own_plain.indices) and torch.equal(own.y, own_plain.y)
     changed = (own.x != own_plain.x).flatten(1).any(1).numpy()
     assert np.bincount(own.y.numpy()[changed], minlength=10).tolist() == [3] * 10
