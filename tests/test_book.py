@@ -97,6 +97,35 @@ def test_notebook_has_one_parameters_cell_with_profile(path):
     assert first.cell_type == "markdown", f"{path.name}: the first cell must state the claim (markdown)"
 
 
+def _code_cells(path: Path):
+    import jupytext
+
+    return [c for c in jupytext.read(path).cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", notebook_sources(), ids=lambda p: p.stem)
+def test_notebook_ends_with_a_verdict_per_claim(path):
+    from ift_core.claims import CLAIMS
+
+    last = _code_cells(path)[-1].source
+    keys = re.findall(r"\bVerdict\(\s*[\"']([^\"']+)[\"']", last)
+    assert "record(" in last and keys, f"{path.name}: the last cell must record its verdicts (ift_core.claims.record)"
+    mine = [k for k, c in CLAIMS.items() if c.chapter == path.stem]
+    assert sorted(keys) == sorted(mine), f"{path.name}: verdicts for {keys}, the registry's claims of this chapter: {mine}"
+    printed = re.search(r"print\(f?[\"'](HOLDS|DOES NOT HOLD)", last)
+    assert not printed, f"{path.name}: the verdict word is derived from the parts, never printed by hand"
+
+
+@pytest.mark.parametrize("path", notebook_sources(), ids=lambda p: p.stem)
+def test_notebook_has_student_exercises(path):
+    solutions = [c for c in _code_cells(path) if "solution" in c.metadata.get("tags", [])]
+    assert solutions, f"{path.name}: no code cell tagged 'solution' (the student notebook would have no exercise)"
+    for cell in solutions:
+        task = cell.metadata.get("student", "")
+        assert len(task.split()) >= 5, f"{path.name}: a solution cell says what to write in `student=...`: {task!r}"
+        assert "record(" not in cell.source, f"{path.name}: the verdict cell cannot be an exercise"
+
+
 # --------------------------------------------------------------------------- build script logic
 @pytest.mark.parametrize("text", ["20", "-3", "0.5", "1e-3", "True", "False", "None", "cifar10",
                                   "1_000", "nan", "inf", "0x10", "", " 7 "])
