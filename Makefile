@@ -11,12 +11,14 @@ NB ?=
 PARAMS ?=
 FMNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: book test env data browser chapter clean-book lock bench gpu-check help
+.PHONY: book test env data browser chapter student parameters clean-book lock bench gpu-check help
 
 help:
 	@echo "make book     build the whole book (env, data, training, notebooks, HTML) [PROFILE=$(PROFILE)]"
 	@echo "make test     run the test suite"
 	@echo "make chapter NB=notebooks/04_long_tail.py PARAMS='-p n_models 20'   rerun one chapter, rebuild the site"
+	@echo "make parameters NB=notebooks/04_long_tail.py   the chapter's parameters (names, types, defaults)"
+	@echo "make student  the student edition (student notebooks, no exercise solutions) in _build/student/html"
 	@echo "make bench    run the benchmarks"
 	@echo "make gpu-check   on a CUDA machine: the GPU tests and the GPU benchmark (scripts/gpu_check.sh)"
 
@@ -54,6 +56,14 @@ book: env data
 chapter: env data
 	@test -n "$(NB)" || (echo "usage: make chapter NB=notebooks/<chapter>.py PARAMS='-p name value ...'"; exit 2)
 	$(BIN)/python scripts/build_book.py --profile $(PROFILE) --only $(NB) $(PARAMS)
+
+parameters: env
+	@test -n "$(NB)" || (echo "usage: make parameters NB=notebooks/<chapter>.py"; exit 2)
+	$(BIN)/python scripts/build_book.py --list-parameters $(NB)
+
+# The student edition for a course: chapters as student notebooks, exercise pages without solutions.
+student: env data
+	$(BIN)/python scripts/build_book.py --profile $(PROFILE) --student
 
 # scripts/run_tests.py: pytest, and a test process that dies (native crash, timeout) names its test.
 test: env browser

@@ -249,19 +249,40 @@ class Part:
 
     @classmethod
     def from_share(cls, claim: str, share: float, *, facts: Sequence[str] | str = (),
-                   statistics: Mapping[str, Any] | None = None) -> "Part":
+                   statistics: Mapping[str, Any] | None = None, holds_at: float = 1.0,
+                   fails_below: float = 0.0) -> "Part":
         """The status that ``share`` (the fraction of settings where the part holds) implies.
+
+        By default a part holds where every setting satisfies it and does not hold where none
+        does. A check that states its own thresholds (a statement "holds" on at least 80 % of a
+        region) passes them: ``share >= holds_at`` holds, ``share < fails_below`` (or 0) does
+        not hold, anything between holds in part; the share is then kept in
+        ``statistics["share"]`` where the part's own ``share`` cannot carry it.
 
         Examples
         --------
         >>> [Part.from_share("x", s).status for s in (1.0, 0.25, 0.0)]
         ['holds', 'holds in part', 'does not hold']
+        >>> [Part.from_share("x", s, holds_at=0.8, fails_below=0.05).status for s in (0.85, 0.3, 0.01)]
+        ['holds', 'holds in part', 'does not hold']
         """
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) \
                 or not 0 <= share <= 1:
             raise ValueError(f"share must be a number in [0, 1], got {share!r}")
-        status = "holds" if share == 1 else "does not hold" if share == 0 else "holds in part"
-        return cls(claim, status, facts=facts, share=float(share), statistics=dict(statistics or {}))
+        for value, name in ((holds_at, "holds_at"), (fails_below, "fails_below")):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+        if not fails_below < holds_at:
+            raise ValueError(f"fails_below must be below holds_at, got fails_below={fails_below!r}, "
+                             f"holds_at={holds_at!r}")
+        share = float(share)
+        status = ("holds" if share >= holds_at else "does not hold" if share == 0 or share < fails_below
+                  else "holds in part")
+        kept = share if status == "holds in part" or share in (0.0, 1.0) else None
+        stats = dict(statistics or {})
+        if kept is None:
+            stats.setdefault("share", share)
+        return cls(claim, status, facts=facts, share=kept, statistics=stats)
 
     @classmethod
     def from_bool(cls, claim: str, holds: bool, *, facts: Sequence[str] | str = (),
@@ -277,6 +298,31 @@ class Part:
             raise ValueError(f"holds must be a boolean, got {holds!r} ({type(holds).__name__})")
         return cls(claim, "holds" if bool(holds) else "does not hold", facts=facts,
                    statistics=dict(statistics or {}))
+
+    @classmethod
+    def from_observation(cls, observation: Any, *, claim: str | None = None,
+                         facts: Sequence[str] | str = ()) -> "Part":
+        """``"holds"`` or ``"does not hold"`` from a measured observation.
+
+        ``observation`` is anything with ``claim``, ``holds``, ``statistic`` and ``ci`` (an
+        :class:`ift_core.observations.Observation`); its statistic and interval are kept in
+        ``statistics``. ``claim`` replaces the observation's wording of the claim.
+
+        Examples
+        --------
+        >>> from types import SimpleNamespace
+        >>> o = SimpleNamespace(claim="skewness > 0", holds=True, statistic=2.1, ci=(1.5, 2.6))
+        >>> Part.from_observation(o, facts="skewness 2.10").statistics
+        {'statistic': 2.1, 'low': 1.5, 'high': 2.6}
+        """
+        try:
+            holds, statistic, (low, high) = observation.holds, observation.statistic, observation.ci
+            text = claim if claim is not None else observation.claim
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"observation must have claim, holds, statistic and ci (low, high), "
+                             f"got {type(observation).__name__}") from None
+        return cls.from_bool(text, holds, facts=facts,
+                             statistics={"statistic": float(statistic), "low": float(low), "high": float(high)})
 
     @property
     def label(self) -> str:
@@ -356,6 +402,10 @@ class Verdict:
 
     def __str__(self) -> str:
         return self.text()
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        # What IPython shows as text/plain (a notebook without HTML, a PDF build): the wrapped text.
+        printer.text(self.text())
 
     def _repr_html_(self) -> str:
         kind = {"HOLDS": "tip", "HOLDS IN PART": "warning", "DOES NOT HOLD": "danger",

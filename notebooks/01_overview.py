@@ -22,8 +22,9 @@
 # chapter with your own parameters.
 
 # %% tags=["parameters"]
+from typing import Optional
 profile = "cpu"               # training profile: "tiny" (digits, MLP), "cpu" (Fashion-MNIST, small CNN), "paper" (CIFAR-10, ResNet18, GPU)
-n_models = None               # ensemble size M; None = the profile's
+n_models: Optional[int] = None  # ensemble size M; None: the profile's
 backend = "auto"              # how seeds are trained: "auto", "sequential", "processes" or "vmap"
 max_accuracy_spread = 0.05    # the claim: max - min test accuracy over the seeds stays below this
 
@@ -31,8 +32,8 @@ max_accuracy_spread = 0.05    # the claim: max - min test accuracy over the seed
 # ## What the book does
 #
 # Each chapter reproduces one piece of the paper with `ift_core`, a small Python package, and
-# ends with a line that starts with **HOLDS** or **DOES NOT HOLD**, followed by the numbers it
-# judged. The pipeline reads left to right:
+# ends with a verdict box: **HOLDS**, **HOLDS IN PART** or **DOES NOT HOLD**, then each part of
+# the claim judged on its own, with the numbers it judged. The pipeline reads left to right:
 #
 # ```text
 #  data  ->  models  ->  train  ->  activations  ->  tensor  ->  observations
@@ -106,7 +107,7 @@ acts = activations.ensemble_activations(ensemble, split="test", progress=False)
 preds, labels = acts.preds, acts.labels
 print(f"activations {acts.activations.shape} (M, N, D), logits {acts.logits.shape} (M, N, C)")
 
-# %%
+# %% tags=["solution"] student="compute the seeds' mean test error `err`, their mean disagreement `dis` (ift_core.gde) and the matrix of pairwise disagreements `pairwise`, and print the range over pairs"
 err = gde.test_error(preds, labels)
 dis = gde.disagreement(preds)
 pairwise = gde.pairwise_disagreement(preds)
@@ -147,14 +148,19 @@ plt.show()
 # ## Check
 
 # %%
-spread = float(ensemble.test_accuracy.max() - ensemble.test_accuracy.min())
-numbers = (f"(M={len(ensemble)}, test accuracy {ensemble.test_accuracy.min():.4f}-"
-           f"{ensemble.test_accuracy.max():.4f}, spread {spread:.4f} vs allowed {max_accuracy_spread}; "
-           f"mean disagreement {dis:.4f}, mean test error {err:.4f})")
-if len(ensemble) < 2:
-    print("DOES NOT HOLD: one model cannot disagree with itself; use n_models >= 2 " + numbers)
-elif spread <= max_accuracy_spread and dis > 0:
-    print("HOLDS: the seeds reach nearly the same test accuracy yet disagree on some test points " + numbers)
+from ift_core.claims import Part, Verdict, record
+
+acc = ensemble.test_accuracy
+spread = float(acc.max() - acc.min())
+if len(ensemble) < 2:  # one model cannot disagree with itself
+    parts = tuple(Part(claim, "not tested", facts="one seed only: use n_models >= 2")
+                  for claim in ("the seeds reach nearly the same test accuracy", "the seeds disagree on some test points"))
 else:
-    reason = "accuracies spread too widely" if spread > max_accuracy_spread else "the seeds never disagree"
-    print(f"DOES NOT HOLD: {reason} " + numbers)
+    parts = (Part.from_bool(f"the seeds reach nearly the same test accuracy (spread at most {max_accuracy_spread})",
+                            spread <= max_accuracy_spread,
+                            facts=f"test accuracy from {acc.min():.4f} to {acc.max():.4f}: spread {spread:.4f}"),
+             Part.from_bool("the seeds disagree on some test points", dis > 0,
+                            facts=f"mean disagreement of two seeds {dis:.4f}; mean test error {err:.4f}"))
+record(Verdict("seeds", parts, facts=f"M={len(ensemble)} seeds of {config.arch} on {config.data.name} (profile {profile})",
+               setting={"M": len(ensemble), "spread": spread, "max_accuracy_spread": max_accuracy_spread,
+                        "disagreement": dis, "error": err}));

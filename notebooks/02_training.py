@@ -23,9 +23,10 @@
 # here rather than hide it.
 
 # %% tags=["parameters"]
+from typing import Optional
 profile = "cpu"                 # training profile: "tiny" (digits, MLP), "cpu" (Fashion-MNIST, small CNN), "paper" (CIFAR-10, ResNet18, GPU)
-n_models = None                 # ensemble size M; None = the profile's
-epochs = None                   # passes over the training data; None = the profile's
+n_models: Optional[int] = None  # ensemble size M; None: the profile's
+epochs: Optional[int] = None    # passes over the training data; None: the profile's
 mode = "diffinit"               # what the seed changes: "diffinit", "difforder", "diffdata" or "alldiff"
 backend = "auto"                # "auto", "sequential", "processes", "vmap" or "ray" (see ift_core.train)
 target_train_accuracy = 0.99    # every seed must reach this training accuracy (the GDE regime: near zero training error)
@@ -129,7 +130,7 @@ table
 fig = train_plots.training_curves(ensemble.metrics())
 plt.show()
 
-# %%
+# %% tags=["solution"] student="tabulate the mean, standard deviation, minimum and maximum of the seeds' training and test accuracies"
 summary = pd.DataFrame({"train accuracy": ensemble.train_accuracy, "test accuracy": ensemble.test_accuracy})
 summary.describe().loc[["mean", "std", "min", "max"]]
 
@@ -140,12 +141,16 @@ summary.describe().loc[["mean", "std", "min", "max"]]
 # regime the paper (and GDE) describe, and the later chapters say so.
 
 # %%
-lowest = float(ensemble.train_accuracy.min())
-below = [s for s, a in zip(ensemble.seeds, ensemble.train_accuracy) if a < target_train_accuracy]
-numbers = (f"(M={len(ensemble)}, {config.arch} on {config.data.name}, train accuracy min {lowest:.4f} "
-           f"mean {ensemble.train_accuracy.mean():.4f}, target {target_train_accuracy}; "
-           f"test accuracy mean {ensemble.test_accuracy.mean():.4f} std {ensemble.test_accuracy.std():.4f})")
-if not below:
-    print("HOLDS: every seed reached the target training accuracy " + numbers)
-else:
-    print(f"DOES NOT HOLD: seeds {below} stayed below the target training accuracy " + numbers)
+from ift_core.claims import Part, Verdict, record
+
+reached = ensemble.train_accuracy >= target_train_accuracy
+below = [s for s, ok in zip(ensemble.seeds, reached) if not ok]
+record(Verdict("training", (
+    Part.from_share(f"every seed reaches the target training accuracy {target_train_accuracy}", float(reached.mean()),
+                    facts=(f"{int(reached.sum())} of {len(ensemble)} seeds reach it" + (f"; below it: seeds {below}" if below else ""),
+                           f"training accuracy: lowest {ensemble.train_accuracy.min():.4f}, mean "
+                           f"{ensemble.train_accuracy.mean():.4f}")),),
+    facts=(f"M={len(ensemble)}, {config.arch} on {config.data.name}, {config.epochs} epochs, mode {config.mode}",
+           f"test accuracy: mean {ensemble.test_accuracy.mean():.4f}, std {ensemble.test_accuracy.std():.4f}"),
+    setting={"M": len(ensemble), "target_train_accuracy": target_train_accuracy,
+             "lowest_train_accuracy": float(ensemble.train_accuracy.min())}));

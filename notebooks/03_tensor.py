@@ -25,11 +25,12 @@
 # the choice is a parameter below, with the paper's reading as default.
 
 # %% tags=["parameters"]
+from typing import Optional
 profile = "cpu"            # training profile: "tiny" (digits, MLP), "cpu" (Fashion-MNIST, small CNN), "paper" (CIFAR-10, ResNet18, GPU)
-n_models = None            # ensemble size M; None = the profile's
+n_models: Optional[int] = None  # ensemble size M; None: the profile's
 n_components = 20          # K, principal components per model (the paper: 50 of a 512-d layer; here the layer is 128-d)
 corr_quantile = 0.99       # gamma_corr as this quantile of |C| over cross-model pairs (the paper's rule)
-corr_threshold = 0.5       # absolute gamma_corr used for the tensor; None = use corr_quantile
+corr_threshold: Optional[float] = 0.5  # absolute gamma_corr used for the tensor; None: use corr_quantile
 presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised projections
 presence = "signed"        # presence test on the "signed" normalised value or its "absolute" value
 presence_scale = "column"  # normalise each component by its own max |value| ("column", paper) or the model's ("model")
@@ -127,7 +128,7 @@ print(f"components with a match above gamma_corr in some other model: {(best > g
 # cluster; every candidate that correlates with the opener above gamma_corr, and better than
 # with its cluster so far, joins it. Each cluster is a feature.
 
-# %%
+# %% tags=["solution"] student="run Algorithm 1's greedy clustering on `corr` with threshold `gamma` (ift.cluster_components, with the openers), and count the features T, the singletons and the largest cluster"
 assign, best_corr, openers = ift.cluster_components(corr, gamma, return_openers=True)
 T = int(assign.max()) + 1
 sizes = np.bincount(assign)
@@ -213,14 +214,17 @@ pd.DataFrame({"features": shared_counts, "share": (shared_counts / it.n_features
 # and at least one feature is found by every seed, while some features belong to fewer seeds.
 
 # %%
+from ift_core.claims import Part, Verdict, record
+
 nmod = it.models_per_feature()
-n_all = int((nmod == it.n_models).sum())
-n_some = int((nmod < it.n_models).sum())
-numbers = (f"(M={it.n_models}, K={K}, gamma_corr={it.corr_threshold:.3f}, T={it.n_features} of M*K={M * K}; "
-           f"{n_all} features in all seeds, {n_some} in fewer, {int((nmod == 1).sum())} in one; "
-           f"{int((signs < 0).sum())} of {n_members} members anti-correlated with their opener, "
-           f"{it.n_flipped} flipped; quantile rule would give gamma_corr={gamma_q:.3f})")
-if it.n_features < M * K and n_all > 0 and n_some > 0:
-    print("HOLDS: seeds share some features and not others " + numbers)
-else:
-    print("DOES NOT HOLD: no mix of shared and seed-specific features " + numbers)
+n_all, n_some, n_one = int((nmod == it.n_models).sum()), int((nmod < it.n_models).sum()), int((nmod == 1).sum())
+record(Verdict("tensor", (
+    Part.from_bool("the clustering merges components across seeds (T < M K)", it.n_features < M * K,
+                   facts=f"T = {it.n_features} features from M K = {M * K} components"),
+    Part.from_bool("some features are found by every seed", n_all > 0, facts=f"{n_all} features in all {it.n_models} seeds"),
+    Part.from_bool("other features belong to fewer seeds", n_some > 0,
+                   facts=f"{n_some} features in fewer seeds, {n_one} of them in one seed only"),
+), facts=(f"M={it.n_models}, K={K}, gamma_corr={it.corr_threshold:.3f} (the quantile rule would give {gamma_q:.3f})",
+          f"{int((signs < 0).sum())} of {n_members} members anti-correlated with their feature's opener, "
+          f"{it.n_flipped} flipped (align_signs={align_signs})"),
+   setting={"M": it.n_models, "K": K, "T": it.n_features, "gamma_corr": it.corr_threshold}));

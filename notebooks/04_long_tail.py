@@ -20,17 +20,18 @@
 # from rare features where log frequency shows two modes, and says when it shows only one.
 
 # %% tags=["parameters"]
+from typing import Optional
 profile = "cpu"            # training profile: "tiny" (digits, MLP), "cpu" (Fashion-MNIST, small CNN), "paper" (CIFAR-10, ResNet18, GPU)
-n_models = None            # ensemble size M; None = the profile's
+n_models: Optional[int] = None  # ensemble size M; None: the profile's
 n_components = 20          # K, principal components per model (lowered to the smallest numerical rank if needed)
 corr_quantile = 0.99       # gamma_corr as a quantile of cross-model |C| (used when corr_threshold is None)
-corr_threshold = 0.5       # absolute gamma_corr; None = use corr_quantile
+corr_threshold: Optional[float] = 0.5  # absolute gamma_corr; None: use corr_quantile
 presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised projections
 presence = "signed"        # presence test on the "signed" or "absolute" normalised value
 presence_scale = "column"  # normalise by each component's max ("column", paper) or the model's max ("model")
 align_signs = True         # orient every member of a feature like its opener before the presence test (chapter 3)
 split_rule = "mixture"     # dominant/rare split: "mixture" (two modes of log frequency by BIC), "largest_gap" or "otsu"
-split_threshold = None     # dominant = more points than this; None = found by split_rule
+split_threshold: Optional[float] = None  # dominant: more points than this; None: found by split_rule
 n_bootstrap = 2000         # bootstrap resamples (over features) for the skewness interval
 
 # %%
@@ -71,7 +72,7 @@ print(f"{config.arch} on {config.data.name}: {it}")
 # the highest feature, and each group holds at least 5 % of the features; otherwise it reports
 # *no second mode* and calls no feature dominant.
 
-# %%
+# %% tags=["solution"] student="measure O1 on the tensor `it` with obs.o1_long_tail (the chapter's split rule and bootstrap), plot its frequency histogram and show its statistics"
 o1 = obs.o1_long_tail(it, split_threshold=split_threshold, split_rule=split_rule, n_bootstrap=n_bootstrap)
 tplots.frequency_histogram(o1)
 plt.show()
@@ -131,18 +132,29 @@ o1.table.sort_values("frequency", ascending=False).iloc[np.r_[0:5, -5:0]]
 # ## Check
 #
 # O1 holds on these data when the bootstrap interval of the skewness of feature frequency lies
-# above zero (the statistic that decides, for the reasons given above). The split is printed
-# beside it. The same check with the other presence scale is printed for comparison; chapter 7
-# shows how the verdict moves with gamma_corr, gamma_data, the sign alignment and the split rule.
+# above zero (the statistic that decides, for the reasons given above), with this chapter's
+# presence scale and with the other one: each is a part of the verdict. The dominant/rare split
+# is reported beside it, not judged; chapter 7 shows how the verdict moves with gamma_corr,
+# gamma_data, the sign alignment and the split rule.
 
 # %%
-s = o1.stats
-split = (f"no second mode ({s['split_reason']})" if not s["n_dominant"] else
-         f"{s['n_dominant']} of {s['n_features']} features dominant (split at {s['split_threshold']:.0f} points), "
-         f"carrying {s['dominant_share_of_occurrences']:.1%} of all occurrences")
-print(f"[presence_scale={other_scale!r} for comparison: {o1_other.summary()}]")
-print(o1.summary() + f" -- decided by the skewness of frequency {s['skew_frequency']:.2f} (95% bootstrap interval "
-      f"[{s['skew_frequency_low']:.2f}, {s['skew_frequency_high']:.2f}] over {s['n_features']} features); "
-      f"top 10% of features hold {s['top10_share_of_occurrences']:.1%} of occurrences, Gini {s['gini']:.2f}; "
-      f"split ({s['split_rule']}): {split}; M={it.n_models}, K={K}, gamma_corr={it.corr_threshold:.3f}, "
-      f"presence_scale={presence_scale!r}, align_signs={align_signs}")
+from ift_core.claims import Part, Verdict, record
+
+
+def long_tail(o, scale):
+    """O1 with one presence scale, as a part of the verdict."""
+    s = o.stats
+    split = (f"no second mode ({s['split_reason']})" if not s["n_dominant"] else
+             f"{s['n_dominant']} of {s['n_features']} features dominant (split at {s['split_threshold']:.0f} points), "
+             f"carrying {s['dominant_share_of_occurrences']:.1%} of all occurrences")
+    return Part.from_observation(o, claim=f"feature frequency has a long right tail (presence_scale={scale!r})", facts=(
+        f"skewness of frequency {s['skew_frequency']:.2f}, 95% bootstrap interval [{s['skew_frequency_low']:.2f}, "
+        f"{s['skew_frequency_high']:.2f}] over {s['n_features']} features",
+        f"the top 10% of features hold {s['top10_share_of_occurrences']:.1%} of all occurrences; Gini {s['gini']:.2f}",
+        f"dominant/rare split ({s['split_rule']}; reported, not judged): {split}"))
+
+
+record(Verdict("O1", (long_tail(o1, presence_scale), long_tail(o1_other, other_scale)),
+               facts=f"M={it.n_models}, K={K}, gamma_corr={it.corr_threshold:.3f}, align_signs={align_signs}",
+               setting={"M": it.n_models, "K": K, "gamma_corr": it.corr_threshold, "presence_scale": presence_scale,
+                        "align_signs": align_signs}));

@@ -20,11 +20,12 @@
 # reported as measured, and shown for several K because the sign can depend on it.
 
 # %% tags=["parameters"]
+from typing import Optional
 profile = "cpu"            # training profile: "tiny" (digits, MLP), "cpu" (Fashion-MNIST, small CNN), "paper" (CIFAR-10, ResNet18, GPU)
-n_models = None            # ensemble size M; None = the profile's
+n_models: Optional[int] = None  # ensemble size M; None: the profile's
 n_components = 20          # K, principal components per model (lowered to the smallest numerical rank if needed)
 corr_quantile = 0.99       # gamma_corr as a quantile of cross-model |C| (used when corr_threshold is None)
-corr_threshold = 0.5       # absolute gamma_corr; None = use corr_quantile
+corr_threshold: Optional[float] = 0.5  # absolute gamma_corr; None: use corr_quantile
 presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised projections
 presence = "signed"        # presence test on the "signed" or "absolute" normalised value
 presence_scale = "column"  # normalise by each component's max ("column", paper) or the model's max ("model")
@@ -58,7 +59,7 @@ print(f"{config.arch} on {config.data.name}: {it}; ensemble accuracy of single s
 # %% [markdown]
 # ## Confidence and features per point
 
-# %%
+# %% tags=["solution"] student="measure O2 with obs.o2_features_vs_confidence (features per point against the ensemble's confidence), plot it and show the binned table"
 o2 = obs.o2_features_vs_confidence(it, probs, labels, per_model=per_model, confidence_level=confidence_level)
 tplots.features_vs_confidence(o2)
 plt.show()
@@ -103,8 +104,16 @@ by_k.round(4)
 # O2 holds on these data when the confidence interval of Spearman's rho lies below zero.
 
 # %%
+from ift_core.claims import Part, Verdict, record
+
+s = o2.stats
 signs = ", ".join(f"K={r.K}: {r.rho:+.3f}" for r in by_k.itertuples())
-print(o2.summary() + f" -- n={o2.stats['spearman_n']} points, features per point from "
-      f"{o2.stats['features_least_confident_bin']:.2f} (least confident decile) to "
-      f"{o2.stats['features_most_confident_bin']:.2f} (most confident); M={it.n_models}, K={K}, "
-      f"gamma_corr={it.corr_threshold:.3f}; rho by K: {signs}")
+record(Verdict("O2", (Part.from_observation(
+    o2, claim="points the ensemble is confident on carry fewer features (Spearman's rho below 0)", facts=(
+        f"rho {o2.statistic:+.3f}, {confidence_level:.0%} interval [{o2.ci[0]:+.3f}, {o2.ci[1]:+.3f}] over "
+        f"{s['spearman_n']} points",
+        f"features per point: {s['features_least_confident_bin']:.2f} in the least confident decile, "
+        f"{s['features_most_confident_bin']:.2f} in the most confident",
+        f"rho at other K (shown above, not judged): {signs}")),),
+    facts=f"M={it.n_models}, K={K}, gamma_corr={it.corr_threshold:.3f}, per_model={per_model}",
+    setting={"M": it.n_models, "K": K, "gamma_corr": it.corr_threshold, "per_model": per_model}));

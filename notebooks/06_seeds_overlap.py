@@ -20,11 +20,12 @@
 # feature sets differ**, and that **overlap and agreement correlate positively** over pairs.
 
 # %% tags=["parameters"]
+from typing import Optional
 profile = "cpu"            # training profile: "tiny" (digits, MLP), "cpu" (Fashion-MNIST, small CNN), "paper" (CIFAR-10, ResNet18, GPU)
-n_models = None            # ensemble size M; None = the profile's
+n_models: Optional[int] = None  # ensemble size M; None: the profile's
 n_components = 20          # K, principal components per model (lowered to the smallest numerical rank if needed)
 corr_quantile = 0.99       # gamma_corr as a quantile of cross-model |C| (used when corr_threshold is None)
-corr_threshold = 0.5       # absolute gamma_corr; None = use corr_quantile
+corr_threshold: Optional[float] = 0.5  # absolute gamma_corr; None: use corr_quantile
 presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised projections
 presence = "signed"        # presence test on the "signed" or "absolute" normalised value
 presence_scale = "column"  # normalise by each component's max ("column", paper) or the model's max ("model")
@@ -56,7 +57,7 @@ print(f"{config.arch} on {config.data.name}: {it}")
 # %% [markdown]
 # ## O3: who learns which feature
 
-# %%
+# %% tags=["solution"] student="measure O3 with obs.o3_feature_sharing, plot who learns which feature and show its statistics"
 o3 = obs.o3_feature_sharing(it, split_rule=split_rule, confidence_level=confidence_level)
 tplots.feature_sharing(o3)
 plt.show()
@@ -78,7 +79,7 @@ o3.tables["models"].set_index("model")
 # One point per pair of seeds. Pairs share seeds, so they are not independent: the confidence
 # interval is a jackknife over seeds and the p-value a Mantel permutation test over seeds.
 
-# %%
+# %% tags=["solution"] student="measure O4 with obs.o4_overlap_vs_agreement (feature overlap against prediction agreement over pairs of seeds), plot it and show its statistics"
 o4 = obs.o4_overlap_vs_agreement(it, acts.preds, confidence_level=confidence_level,
                                  n_permutations=n_permutations, seed=0)
 tplots.overlap_vs_agreement(o4)
@@ -90,15 +91,33 @@ pd.Series(o4.stats).to_frame("value")
 #
 # O3 holds when Spearman's rho between frequency and models per feature has its CI above 0,
 # dominant features have more models on average than rare ones (when the split finds both
-# groups; where log frequency has no second mode the correlation carries the claim alone), and
-# the mean Jaccard overlap is below 1. O4 holds when its jackknife CI lies above 0.
+# groups; where log frequency has no second mode that part is not tested and the correlation
+# carries the claim), and the mean Jaccard overlap is below 1. O4 holds when its jackknife CI
+# lies above 0.
 
 # %%
+from ift_core.claims import Part, Verdict, record
+
 s3, s4 = o3.stats, o4.stats
-groups = (f"dominant {s3['mean_models_dominant']:.2f}, rare {s3['mean_models_rare']:.2f}"
-          if s3["split_has_both_groups"] else f"no dominant/rare split ({split_rule}: one mode)")
-print(o3.summary() + f" -- models per feature: {groups} of M={it.n_models}; {s3['frac_features_all_models']:.1%} "
-      f"of features in every seed, {s3['frac_features_one_model']:.1%} in one; mean Jaccard {s3['mean_jaccard']:.3f}; "
-      f"K={K}, gamma_corr={it.corr_threshold:.3f}, align_signs={align_signs}")
-print(o4.summary() + f" -- {s4['n_pairs']} pairs, Mantel p = {s4['p_mantel']:.3f}, Pearson r = "
-      f"{s4['pearson_r']:.3f}, overlap {s4['mean_overlap']:.3f} and agreement {s4['mean_agreement']:.3f} on average")
+groups = "dominant features are held by more seeds than rare ones"
+setting = {"M": it.n_models, "K": K, "gamma_corr": it.corr_threshold, "align_signs": align_signs}
+record(Verdict("O3", (
+    Part.from_bool("frequent features are held by more seeds (Spearman's rho above 0)",
+                   bool(np.isfinite(s3["spearman_low"]) and s3["spearman_low"] > 0),
+                   facts=f"rho {o3.statistic:.3f}, {confidence_level:.0%} interval [{o3.ci[0]:.3f}, {o3.ci[1]:.3f}]"),
+    Part.from_bool(groups, s3["mean_models_dominant"] > s3["mean_models_rare"],
+                   facts=f"models per feature: dominant {s3['mean_models_dominant']:.2f}, rare "
+                         f"{s3['mean_models_rare']:.2f} of M={it.n_models}")
+    if s3["split_has_both_groups"] else
+    Part(groups, "not tested", facts=f"log frequency has one mode ({split_rule} rule): no dominant/rare split"),
+    Part.from_bool("each seed learns a different subset (mean Jaccard overlap below 1)", s3["mean_jaccard"] < 1,
+                   facts=f"mean Jaccard {s3['mean_jaccard']:.3f}; {s3['frac_features_all_models']:.1%} of features "
+                         f"in every seed, {s3['frac_features_one_model']:.1%} in one"),
+), facts=f"M={it.n_models}, K={K}, gamma_corr={it.corr_threshold:.3f}, align_signs={align_signs}", setting=setting));
+record(Verdict("O4", (Part.from_observation(
+    o4, claim="seeds that share more features agree more (correlation over pairs above 0)", facts=(
+        f"rho {o4.statistic:.3f}, jackknife {confidence_level:.0%} interval [{o4.ci[0]:.3f}, {o4.ci[1]:.3f}] over "
+        f"{s4['n_pairs']} pairs",
+        f"Mantel p = {s4['p_mantel']:.3f}; Pearson r = {s4['pearson_r']:.3f}",
+        f"feature overlap {s4['mean_overlap']:.3f} and prediction agreement {s4['mean_agreement']:.3f} on average")),),
+    facts=f"M={it.n_models}, K={K}, gamma_corr={it.corr_threshold:.3f}", setting=setting));

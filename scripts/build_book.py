@@ -4,13 +4,22 @@
 Each chapter is a jupytext percent-format notebook in ``notebooks/``. For every chapter listed in
 ``_toc.yml`` (entries under ``notebooks/_executed/``) this script
 
-1. converts ``notebooks/<name>.py`` to an ipynb with the ``python3`` kernel (jupytext),
-2. executes it with papermill, passing ``-p profile <profile>`` and the user's ``-p NAME VALUE``
-   parameters, into ``notebooks/_executed/<name>.ipynb``,
-3. records a stamp (source, parameters, profile, ``ift_core`` version and source hash), so a
-   rebuild skips every chapter whose inputs did not change,
+1. checks the user's ``-p NAME VALUE`` parameters against the chapter's parameters cell (names,
+   types; papermill's own inspection reads the cell), refusing a misspelt name or a wrongly typed
+   value before anything runs (``--list-parameters NB`` prints a chapter's parameters),
+2. converts ``notebooks/<name>.py`` to an ipynb with the ``python3`` kernel (jupytext),
+3. executes it with papermill, passing ``-p profile <profile>`` and the parameters the chapter
+   declares, into ``notebooks/_executed/<name>.ipynb``; the chapter's verdicts
+   (``ift_core.claims.record``) are saved to ``notebooks/_executed/verdicts/`` (``$IFT_VERDICTS``),
+4. records a stamp (source, parameters, profile, ``ift_core`` version and source hash), so a
+   rebuild skips every chapter whose inputs did not change, and a run record (seconds, what the
+   run added to ``ift_core``'s cache) for the execution-statistics page,
 
-and finally runs ``jupyter-book build`` and prints the path of the site's ``index.html``.
+then puts each chapter's expected run time under its title (``book/chapter_times.json``, updated
+by every build of the default profile and parameters), writes its student notebook
+(``scripts/make_student_notebooks.py``) and the execution-statistics page, runs ``jupyter-book
+build`` and prints the path of the site's ``index.html``. ``--student`` builds the student edition
+(student notebooks, no exercise solutions) into ``<build-dir>/student/html`` instead.
 Chapters share trained ensembles through ``ift_core``'s cache; they are run in the order of the
 table of contents.
 
@@ -30,6 +39,11 @@ Build the default (CPU) book, or the fast test book::
 Rerun one chapter with other parameters and rebuild the site (what ``make chapter`` does)::
 
     python scripts/build_book.py --only notebooks/04_long_tail.py -p n_models 20
+
+List a chapter's parameters, and build the student edition for a course::
+
+    python scripts/build_book.py --list-parameters 04
+    python scripts/build_book.py --student
 
 Build into a scratch folder without touching the repository's executed chapters::
 
@@ -55,8 +69,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
+import book_pages  # noqa: E402
+from chapter_parameters import check_parameters, format_parameters, inspect_chapter, parse_value  # noqa: E402,F401
 from ift_core import locks  # noqa: E402
+from ift_core.cache import cache_root  # noqa: E402
+from make_student_notebooks import write_student_notebook  # noqa: E402
 
 NOTEBOOKS = REPO / "notebooks"
 EXECUTED_PREFIX = "notebooks/_executed/"
@@ -66,32 +85,13 @@ KERNEL = "python3"
 STAMP_VERSION = 1
 # What a scratch book root (--work-dir) needs besides the executed chapters.
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
-
-
-# --------------------------------------------------------------------------- parameters
-def parse_value(text: str):
-    """Parse a ``-p`` value exactly as papermill's command line does.
-
-    ``True``/``False``/``None`` become those constants, integers and floats become numbers,
-    anything else stays a string.
-
-    Examples
-    --------
-    >>> [parse_value(v) for v in ("20", "0.5", "True", "None", "cifar10")]
-    [20, 0.5, True, None, 'cifar10']
-    """
-    if text == "True":
-        return True
-    if text == "False":
-        return False
-    if text == "None":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+# Generated beside the executed chapters: the verdicts each chapter recorded (ift_core.claims),
+# the execution-statistics page, the student notebooks and the downloadable sources.
+VERDICTS_DIR = "verdicts"
+STATISTICS_PAGE = "execution_statistics"
+STUDENT_DIR = "student"
+DOWNLOADS_DIR = "downloads"
+CHAPTER_TIMES = Path("book") / "chapter_times.json"
 
 
 # --------------------------------------------------------------------------- chapters
@@ -99,6 +99,11 @@ def parse_value(text: str):
 class Chapter:
     name: str          # e.g. "04_long_tail"
     source: Path       # notebooks/04_long_tail.py
+
+    @property
+    def number(self) -> int:
+        """The chapter's number in the book (its file's prefix; ``_toc.yml`` numbers them in order)."""
+        return int(self.name.split("_", 1)[0])
 
     def output(self, exec_dir: Path) -> Path:
         return exec_dir / f"{self.name}.ipynb"
@@ -128,7 +133,8 @@ def chapters_from_toc(toc_path: Path = REPO / "_toc.yml") -> list[Chapter]:
     walk(toc)
     names = [f[len(EXECUTED_PREFIX):] for f in files if f.startswith(EXECUTED_PREFIX)]
     names = [n[:-len(".ipynb")] if n.endswith(".ipynb") else n for n in names]
-    return [Chapter(n, NOTEBOOKS / f"{n}.py") for n in names]
+    # Chapters are numbered notebooks; the build's own pages (execution statistics) live there too.
+    return [Chapter(n, NOTEBOOKS / f"{n}.py") for n in names if n.split("_", 1)[0].isdigit()]
 
 
 def resolve_only(only: str, chapters: list[Chapter]) -> Chapter:
@@ -228,6 +234,13 @@ def remove_leftovers(exec_dir: Path, build_dir: Path) -> list[Path]:
         removed += locks.remove_stale_temporaries(".staging-pid*", dir=out)
         removed += locks.remove_stale_temporaries(".html.pid*", dir=out)
         removed += locks.remove_stale_temporaries(".*.pid*.tmp", dir=exec_dir)
+    for sub in (exec_dir / STUDENT_DIR, exec_dir / VERDICTS_DIR):
+        if sub.is_dir():
+            removed += locks.remove_stale_temporaries(".*.pid*.tmp", dir=sub)
+    student = student_site_dir(build_dir).parent
+    if student.is_dir():
+        for pattern in (".staging-pid*", ".html.pid*", ".student-book-pid*"):
+            removed += locks.remove_stale_temporaries(pattern, dir=student)
     return removed
 
 
@@ -238,6 +251,7 @@ class Result:
     status: str        # "ran", "cached", "failed"
     seconds: float
     error: str = ""
+    record: book_pages.RunRecord | None = None
 
 
 def _to_ipynb(chapter: Chapter, dest: Path) -> None:
@@ -276,9 +290,18 @@ def _error_summary(notebook: Path, stderr: str) -> str:
 
 
 def execute_chapter(chapter: Chapter, params: dict, exec_dir: Path, *, timeout: float | None,
-                    stamp: dict) -> Result:
-    """Run one chapter with papermill; on success replace its executed notebook and stamp."""
+                    stamp: dict, track_cache: bool = True) -> Result:
+    """Run one chapter with papermill; on success replace its executed notebook, stamp and run record.
+
+    The chapter's verdicts go to ``<exec_dir>/verdicts`` (``$IFT_VERDICTS``), its stale ones
+    removed first; with ``track_cache`` the run record says what it added to the cache.
+    """
     start = time.perf_counter()
+    verdicts = exec_dir / VERDICTS_DIR
+    verdicts.mkdir(exist_ok=True)
+    for stale in verdicts.glob(f"{chapter.name}.*.json"):
+        stale.unlink(missing_ok=True)
+    cache_before = book_pages.cache_files(cache_root()) if track_cache else None
     # The pid in both names lets a later run remove them if this process is killed.
     running = exec_dir / f".{chapter.name}.running-pid{os.getpid()}.ipynb"
     with tempfile.TemporaryDirectory(prefix=f"ift-{chapter.name}-pid{os.getpid()}-") as tmp:
@@ -298,6 +321,7 @@ def execute_chapter(chapter: Chapter, params: dict, exec_dir: Path, *, timeout: 
         env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiets the debugger's warning
         env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
         env["JUPYTER_RUNTIME_DIR"] = str(Path(tmp) / "runtime")  # the kernel's connection file goes too
+        env["IFT_VERDICTS"] = str(verdicts)
         try:
             proc = subprocess.run(child_command("papermill", *args), cwd=REPO, env=env, capture_output=True,
                                   text=True)
@@ -316,7 +340,13 @@ def execute_chapter(chapter: Chapter, params: dict, exec_dir: Path, *, timeout: 
     os.replace(running, chapter.output(exec_dir))
     chapter.failed(exec_dir).unlink(missing_ok=True)
     _write_atomic(chapter.stamp(exec_dir), json.dumps(stamp, indent=2, sort_keys=True))
-    return Result(chapter, "ran", seconds)
+    cache = (book_pages.cache_state(cache_before, book_pages.cache_files(cache_root()))
+             if cache_before is not None else None)
+    record = book_pages.RunRecord(chapter.name, round(seconds, 2), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                  params.get("profile", ""), {k: v for k, v in params.items() if k != "profile"},
+                                  cache)
+    record.save(exec_dir)
+    return Result(chapter, "ran", seconds, record=record)
 
 
 def _report(result: Result) -> None:
@@ -327,8 +357,9 @@ def _report(result: Result) -> None:
         print("    " + result.error.replace("\n", "\n    "), flush=True)
 
 
-def run_chapters(chapters: list[Chapter], params: dict, exec_dir: Path, *, jobs: int,
+def run_chapters(chapters: list[Chapter], params: dict[str, dict], exec_dir: Path, *, jobs: int,
                  force: bool, timeout: float | None) -> list[Result]:
+    """Execute the chapters whose stamps are stale; ``params`` holds each chapter's parameters by name."""
     fingerprint = ift_core_fingerprint()
     results: list[Result] = []
     todo: list[tuple[Chapter, dict]] = []
@@ -337,7 +368,7 @@ def run_chapters(chapters: list[Chapter], params: dict, exec_dir: Path, *, jobs:
             results.append(Result(chapter, "failed", 0.0, f"missing source file {chapter.source}"))
             _report(results[-1])
             continue
-        stamp = stamp_for(chapter, params, fingerprint)
+        stamp = stamp_for(chapter, params[chapter.name], fingerprint)
         if not force and is_fresh(chapter, exec_dir, stamp):
             results.append(Result(chapter, "cached", 0.0))
             _report(results[-1])
@@ -349,16 +380,17 @@ def run_chapters(chapters: list[Chapter], params: dict, exec_dir: Path, *, jobs:
     # find it in the cache instead of training it twice.
     first, rest = todo[:1], todo[1:]
     for chapter, stamp in first:
-        results.append(execute_chapter(chapter, params, exec_dir, timeout=timeout, stamp=stamp))
+        results.append(execute_chapter(chapter, params[chapter.name], exec_dir, timeout=timeout, stamp=stamp))
         _report(results[-1])
     if jobs <= 1:
         for chapter, stamp in rest:
-            results.append(execute_chapter(chapter, params, exec_dir, timeout=timeout, stamp=stamp))
+            results.append(execute_chapter(chapter, params[chapter.name], exec_dir, timeout=timeout, stamp=stamp))
             _report(results[-1])
     else:
+        # Chapters running at once share the cache: what each added cannot be told apart.
         with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(execute_chapter, c, params, exec_dir, timeout=timeout, stamp=s)
-                       for c, s in rest]
+            futures = [pool.submit(execute_chapter, c, params[c.name], exec_dir, timeout=timeout, stamp=s,
+                                   track_cache=False) for c, s in rest]
             for future in cf.as_completed(futures):
                 results.append(future.result())
                 _report(results[-1])
@@ -393,20 +425,29 @@ def publish_site(new: Path, site: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def build_site(book_root: Path, build_dir: Path, *, quiet: bool = False) -> tuple[int, Path]:
-    """``jupyter-book build`` afresh into a staging folder, swapped in at ``site_dir(build_dir)`` on success.
+def student_site_dir(build_dir: Path) -> Path:
+    """Where ``--student`` puts the student edition: beside the site, ``<_build>/student/html``."""
+    return site_dir(build_dir).parent / STUDENT_DIR / "html"
 
-    Never incremental: Sphinx's saved environment outlives an interrupted build and would make a
-    rerun skip pages whose images and search entries were never written.
+
+def build_site(book_root: Path, build_dir: Path, *, site: Path | None = None, edition: str = "full",
+               quiet: bool = False) -> tuple[int, Path]:
+    """``jupyter-book build`` afresh into a staging folder, swapped in at ``site`` on success.
+
+    ``site`` defaults to ``site_dir(build_dir)``; ``edition="student"`` tells the book's Sphinx
+    extension to leave exercise solutions out. Never incremental: Sphinx's saved environment
+    outlives an interrupted build and would make a rerun skip pages whose images and search
+    entries were never written.
     """
-    site = site_dir(build_dir)
+    site = site or site_dir(build_dir)
     out = site.parent
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".staging-pid{os.getpid()}-", dir=out))
+    env = dict(os.environ, IFT_BOOK_EDITION=edition)
     try:
         # jupyter-book 1.0.4 writes <path-output>/_build/html
         cmd = child_command("jupyter-book", "build", str(book_root), "--path-output", str(stage))
-        proc = subprocess.run(cmd, cwd=book_root, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=book_root, capture_output=True, text=True, env=env)
         if proc.returncode == 0:
             publish_site(stage / "_build" / "html", site)
     finally:
@@ -419,7 +460,77 @@ def build_site(book_root: Path, build_dir: Path, *, quiet: bool = False) -> tupl
         print(f"jupyter-book: {len(warnings)} warning(s):", flush=True)
         for ln in warnings[:40]:
             print("  " + ln, flush=True)
-    return proc.returncode, site_dir(build_dir)
+    return proc.returncode, site
+
+
+# --------------------------------------------------------------------------- pages made from the build
+def _chapter_title(notebook: Path) -> str:
+    try:
+        nb = json.loads(notebook.read_text())
+    except (OSError, ValueError):
+        return ""
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            for line in "".join(cell.get("source", "")).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return ""
+
+
+def finish_chapters(chapters: list[Chapter], results: list[Result], exec_dir: Path, *, profile: str,
+                    update_times: bool, book_root: Path) -> None:
+    """After execution: the times table, each chapter's run-time note, student notebook and
+    downloads, and the execution-statistics page.
+
+    ``update_times`` (the default profile and parameters, one chapter at a time) folds the run
+    times of the chapters executed now into ``book/chapter_times.json`` (the repository's, and
+    the scratch book's copy under ``--work-dir``).
+    """
+    times_path = REPO / CHAPTER_TIMES
+    if update_times:
+        ran = [r.record for r in results if r.status == "ran" and r.record is not None]
+        if ran:
+            book_pages.update_chapter_times(times_path, ran)
+            if book_root != REPO:
+                shutil.copy2(times_path, book_root / CHAPTER_TIMES)
+    times = book_pages.load_times(times_path)
+    status = {r.chapter.name: r.status for r in results}
+    words = {"ran": "executed", "cached": "unchanged, not rerun", "failed": "FAILED"}
+    student_dir, downloads = exec_dir / STUDENT_DIR, exec_dir / DOWNLOADS_DIR
+    downloads.mkdir(exist_ok=True)
+    rows = []
+    for chapter in chapters_from_toc(book_root / "_toc.yml"):
+        executed = chapter.output(exec_dir)
+        note = book_pages.runtime_note(times["chapters"].get(chapter.name), times["profile"])
+        links = []
+        if executed.exists():
+            book_pages.add_runtime_note(executed, note)
+            write_student_notebook(executed, student_dir / executed.name)
+            shutil.copy2(chapter.source, downloads / chapter.source.name)
+            links = [("source (.py)", f"{DOWNLOADS_DIR}/{chapter.source.name}"),
+                     ("notebook", executed.name), ("student notebook", f"{STUDENT_DIR}/{executed.name}")]
+        rows.append({"number": chapter.number, "name": chapter.name, "title": _chapter_title(executed),
+                     "status": words.get(status.get(chapter.name), "not executed yet" if not executed.exists()
+                                         else "kept from an earlier build"),
+                     "record": book_pages.RunRecord.load(exec_dir, chapter.name), "expected": note,
+                     "downloads": links})
+    page = book_pages.statistics_page(rows, profile=profile, built=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    _write_atomic(exec_dir / f"{STATISTICS_PAGE}.md", page)
+
+
+def stage_student_book(book_root: Path, exec_dir: Path, stage: Path) -> None:
+    """A book root at ``stage`` whose chapters are the student notebooks (the rest as in ``book_root``)."""
+    for name in BOOK_SOURCES:
+        src, dst = book_root / name, stage / name
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dst)
+    target = stage / EXECUTED_PREFIX.rstrip("/")
+    shutil.copytree(exec_dir, target, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(".*", "*.failed.ipynb"))
+    for student in (exec_dir / STUDENT_DIR).glob("*.ipynb"):
+        shutil.copy2(student, target / student.name)
 
 
 # --------------------------------------------------------------------------- main
@@ -432,7 +543,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", metavar="NOTEBOOK",
                         help="rerun only this chapter (path, file name, or number such as 04), then rebuild the site")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="papermill parameter, parsed like papermill's -p (repeatable)")
+                        help="a chapter parameter (see --list-parameters), parsed like papermill's -p and "
+                             "checked against the chapter's parameters cell before anything runs (repeatable)")
     parser.add_argument("--build-dir", type=Path, default=REPO / "_build",
                         help="the _build folder; the site is written to <build-dir>/html (default: _build; "
                              "jupyter-book 1.0.4 names this folder itself, so another name X gives X/_build/html)")
@@ -445,7 +557,24 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-site", action="store_true", help="execute the chapters, skip jupyter-book build")
     parser.add_argument("--keep-going", action="store_true",
                         help="build the site even when a chapter failed (the build still exits non-zero)")
+    parser.add_argument("--student", action="store_true",
+                        help="build the student edition into <build-dir>/student/html instead of the full site: "
+                             "chapters as student notebooks, exercise solutions left out")
+    parser.add_argument("--list-parameters", metavar="NOTEBOOK",
+                        help="print a chapter's parameters (name, type, default, what it does) and exit")
     return parser
+
+
+def chapter_parameters(chapters: list[Chapter]) -> dict[str, dict]:
+    """Each chapter's parameters by papermill's inspection (``ValueError`` where it cannot read them)."""
+    import logging
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # its "Input Notebook: ..." line
+    out = {}
+    for chapter in chapters:
+        if chapter.source.exists():
+            out[chapter.name] = inspect_chapter(chapter.source)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -453,18 +582,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
-
-    params: dict = {"profile": args.profile}
     for name, value in args.parameter:
         if not name.isidentifier():
             parser.error(f"-p {name} {value}: {name!r} is not a valid parameter name")
         if name == "profile":
             parser.error("use --profile to choose the profile, not -p profile")
-        params[name] = parse_value(value)
 
-    chapters = chapters_from_toc()
-    if args.only:
-        chapters = [resolve_only(args.only, chapters)]
+    all_chapters = chapters_from_toc()
+    if args.list_parameters:
+        chapter = resolve_only(args.list_parameters, all_chapters)
+        print(format_parameters(chapter.name, chapter_parameters([chapter])[chapter.name]))
+        return 0
+    chapters = [resolve_only(args.only, all_chapters)] if args.only else all_chapters
+
+    # Every name and value is checked against the chapters' parameters cells before anything runs:
+    # papermill itself would warn about an unknown name and run the defaults.
+    try:
+        declared = chapter_parameters(chapters)
+        given = check_parameters([tuple(p) for p in args.parameter], declared)
+    except ValueError as exc:
+        print(f"build_book.py: {exc}", file=sys.stderr, flush=True)
+        return 2
+    params = {c.name: {"profile": args.profile, **given.get(c.name, {})} for c in chapters}
 
     book_root = REPO if args.work_dir is None else args.work_dir.resolve()
     if args.work_dir is not None:
@@ -477,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in remove_leftovers(exec_dir, build_dir):
         print(f"removed {path} (left by a killed build)", flush=True)
 
-    extra = {k: v for k, v in params.items() if k != "profile"}
+    extra = {k: v for p in given.values() for k, v in p.items()}
     print(f"IFT book: profile {args.profile}" + (f", parameters {extra}" if extra else "")
           + f", {len(chapters)} chapter(s) -> {exec_dir}", flush=True)
     t0 = time.perf_counter()
@@ -488,9 +627,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(r.status == 'cached' for r in results)} unchanged, {len(failed)} failed "
           f"({time.perf_counter() - t0:.1f} s)", flush=True)
     if args.only:
-        missing = [c.name for c in chapters_from_toc() if not c.output(exec_dir).exists()]
+        missing = [c.name for c in all_chapters if not c.output(exec_dir).exists()]
         if missing:
             print(f"note: {len(missing)} chapter(s) not executed yet (run `make book`): {', '.join(missing)}")
+    # Times of the default profile with the default parameters, one chapter at a time, are the
+    # times a reader can expect: they go into the committed table.
+    timed = not args.parameter and args.jobs == 1 and args.profile == book_pages.TIMED_PROFILE
+    finish_chapters(chapters, results, exec_dir, profile=args.profile, update_times=timed, book_root=book_root)
 
     if failed:
         print("FAILED chapters: " + ", ".join(r.chapter.name for r in failed), flush=True)
@@ -501,7 +644,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
 
     t1 = time.perf_counter()
-    code, html = build_site(book_root, build_dir)
+    if args.student:
+        site = student_site_dir(build_dir)
+        site.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".student-book-pid{os.getpid()}-", dir=site.parent))
+        try:
+            stage_student_book(book_root, exec_dir, stage)
+            code, html = build_site(stage, build_dir, site=site, edition="student")
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    else:
+        code, html = build_site(book_root, build_dir)
     print(f"jupyter-book build: {time.perf_counter() - t1:.1f} s", flush=True)
     if code != 0:
         print(f"jupyter-book build failed (exit {code})", flush=True)

@@ -129,3 +129,55 @@ def test_every_claim_names_an_existing_chapter():
     notebooks = Path(__file__).resolve().parent.parent / "notebooks"
     for c in CLAIMS.values():
         assert (notebooks / f"{c.chapter}.py").exists(), c
+
+
+@pytest.mark.parametrize("share, status, kept", [(0.85, "holds", None), (0.8, "holds", None), (1.0, "holds", 1.0),
+                                                 (0.79, "holds in part", 0.79), (0.05, "holds in part", 0.05),
+                                                 (0.049, "does not hold", None), (0.0, "does not hold", 0.0)])
+def test_from_share_with_the_checks_own_thresholds(share, status, kept):
+    # The thresholds of ift_core.readings.CRITERIA: holds from 80%, does not hold below 5%.
+    part = Part.from_share("x", share, holds_at=0.8, fails_below=0.05)
+    assert part.status == status and part.share == kept
+    if kept is None:  # a share the part cannot carry is kept for the scorecard
+        assert part.statistics["share"] == share
+    assert Part.from_share("x", share).status == ("holds" if share == 1 else "does not hold" if share == 0
+                                                  else "holds in part")
+
+
+def test_from_share_thresholds_match_readings_criteria():
+    from ift_core.readings import CRITERIA
+
+    for share in np.linspace(0, 1, 101):
+        part = Part.from_share("x", float(share), holds_at=CRITERIA.holds, fails_below=CRITERIA.fails)
+        assert part.status == CRITERIA.verdict(float(share)), share
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"holds_at": 1.5}, "holds_at must be a number in [0, 1]"),
+    ({"fails_below": -0.1}, "fails_below must be a number in [0, 1]"),
+    ({"holds_at": 0.3, "fails_below": 0.5}, "fails_below must be below holds_at"),
+    ({"holds_at": True}, "holds_at must be a number in [0, 1]"),
+])
+def test_from_share_refuses_bad_thresholds(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Part.from_share("x", 0.5, **kwargs)
+
+
+def test_from_observation_keeps_the_statistic_and_the_judgement():
+    from ift_core.observations import Observation
+
+    o = Observation("O2", "rho < 0", -0.2, (-0.3, -0.1), True, table=None)
+    part = Part.from_observation(o, facts="n=100")
+    assert part.status == "holds" and part.claim == "rho < 0" and part.facts == ("n=100",)
+    assert part.statistics == {"statistic": -0.2, "low": -0.3, "high": -0.1}
+    o = Observation("O2", "rho < 0", 0.1, (-0.1, 0.3), False, table=None)
+    assert Part.from_observation(o, claim="confident points carry fewer features").status == "does not hold"
+    with pytest.raises(ValueError, match="observation must have claim, holds, statistic and ci"):
+        Part.from_observation(object())
+
+
+def test_plain_text_representation_is_the_wrapped_text():
+    from IPython.lib.pretty import pretty
+
+    v = _verdict(("holds", None), ("does not hold", None))
+    assert pretty(v) == v.text()
