@@ -10,6 +10,7 @@ The pipeline reads left to right::
                                    +-> gde                 +-> experiments -> plots
     theory (model, closed forms, simulation, fitting, readings) ---^
 
+``ARCHITECTURE.md`` gives each module's one job and the import directions between them.
 Submodules are imported lazily, so ``import ift_core`` is cheap and the analysis half
 (``tensor``, ``observations``, ``theory``, ``gde``, ``claims``) never pulls in torch.
 

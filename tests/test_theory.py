@@ -485,18 +485,19 @@ def test_plots_draw_what_they_are_given():
     from ift_core.plots import theory as pt
 
     df = th.compare_with_simulation(th.random_models(3, seed=0), n_reps=10, n_points=50, progress=False)
-    ax = pt.plot_closed_vs_simulation(df)
+    ax = pt.plot_closed_vs_simulation(df).axes[0]  # every figure function returns its Figure
     assert len(ax.containers) == 3  # one errorbar series per metric
     fig = pt.plot_sweeps(th.sweeps({"p_r": [0.1, 0.5, 0.9], "t_r": [100, 1000], "n_r": [1, 2]}), ncols=2)
     assert sum(a.get_visible() for a in fig.axes) == 3
     line = fig.axes[0].get_lines()[0]
     assert np.allclose(line.get_ydata(), th.sweep("p_r", [0.1, 0.5, 0.9])["accuracy"])
-    ax = pt.plot_coupled_sweep(th.coupled_sweep("t_r", "t_d", [100, 300]))
+    ax = pt.plot_coupled_sweep(th.coupled_sweep("t_r", "t_d", [100, 300])).axes[0]
     assert {l.get_label() for l in ax.get_lines()} >= {"t_r alone", "t_r with t_d"}
-    ax = pt.plot_accuracy_agreement(th.grid(p_r=[0.2, 0.8]), hue="p_r")
+    ax = pt.plot_accuracy_agreement(th.grid(p_r=[0.2, 0.8]), hue="p_r").axes[0]
     assert ax.get_xlabel() == "expected accuracy"
     tab = th.vote_calibration(FeatureModel(), n_models=5)
-    ax = pt.plot_vote_reliability(tab, empirical=tab)
+    _, ax = plt.subplots()
+    assert pt.plot_vote_reliability(tab, empirical=tab, ax=ax) is ax.figure  # drawn into the given axes
     assert f"{tab['cace_term'].sum():.3f}" in ax.get_legend().get_texts()[0].get_text()
     with pytest.raises(ValueError, match="lacks columns"):
         pt.plot_sweeps(pd.DataFrame({"x": [1]}))
