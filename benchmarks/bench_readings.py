@@ -1,4 +1,4 @@
-"""Benchmark ift_core.readings: each reading's closed form over many settings, and the statements table.
+"""Benchmark ift_core.theory.readings: each reading's closed form over many settings, and the statements table.
 
 Run: ``.venv/bin/python benchmarks/bench_readings.py [--full]`` (numpy only, single process).
 
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ift_core import readings as rd
+from ift_core.theory import readings as rd
 
 
 def _random_params(n: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ Reports, in one run:
    - the whole pipeline on a small case (measured) and on the full case (the loop
      reference's correlation and presence stages extrapolated from the small case by their
      operation counts; stated as such in the output);
-3. PCA accuracy on every kept component (issue 14): scores against a float64 numpy SVD on
+3. PCA accuracy on every kept component: scores against a float64 numpy SVD on
    planted data whose K components reach into the noise (variance ratios up to ~1e4), for the
    float64 PCA of principal_components and, as the before picture, a float32 Gram matrix with
    a float32 eigensolver (the previous implementation); and the PCA's time against the SVD's;

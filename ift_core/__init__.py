@@ -7,12 +7,12 @@ The pipeline reads left to right::
 
     data -> models -> train -> activations -> tensor -> observations
                                    |                       |
-                                   +-> gde                 +-> plots
-    theory (closed forms, simulation) ---------------------^
+                                   +-> gde                 +-> experiments -> plots
+    theory (model, closed forms, simulation, fitting, readings) ---^
 
-Submodules are imported lazily, so ``import ift_core`` is cheap and the
-analysis half (``tensor``, ``observations``, ``theory``, ``gde``) never pulls in
-torch.
+``ARCHITECTURE.md`` gives each module's one job and the import directions between them.
+Submodules are imported lazily, so ``import ift_core`` is cheap and the analysis half
+(``tensor``, ``observations``, ``theory``, ``gde``, ``claims``) never pulls in torch.
 
 Examples
 --------
@@ -35,7 +35,6 @@ __all__ = [
     "tensor",
     "observations",
     "theory",
-    "readings",
     "gde",
     "plots",
     "claims",

@@ -44,7 +44,9 @@ from ift_core.internal import (
     check_labels,
     check_memory,
     check_real,
+    pair_agreement,
     pairwise_rate,
+    vote_counts,
 )
 
 __all__ = [
@@ -155,21 +157,10 @@ def _check_level(level: float) -> float:
                       remedy="e.g. level=0.95 for a 95 % interval")
 
 
-def _class_counts(preds: np.ndarray, n_classes: int) -> np.ndarray:
-    """Per-point vote counts (N, K) in O(M * N): one bincount over flat (point, class) ids."""
-    m, n = preds.shape
-    flat = (np.arange(n, dtype=np.int64)[None, :] * n_classes + preds).ravel()
-    return np.bincount(flat, minlength=n * n_classes).reshape(n, n_classes)
-
-
 def _point_disagreement(preds: np.ndarray, *, include_self: bool = False) -> np.ndarray:
-    """Per-point share of disagreeing ordered model pairs, (N,)."""
-    m = preds.shape[0]
+    """Per-point share of disagreeing model pairs, (N,)."""
     preds, _, k = _compact(preds)
-    counts = _class_counts(preds, k).astype(np.float64)
-    # ordered pairs (i, j), i != j, that disagree: M^2 - sum_k c_k^2 (the M self-pairs always agree)
-    disagreeing = m * m - np.einsum("nk,nk->n", counts, counts)
-    return disagreeing / (m * m if include_self else m * (m - 1))
+    return pair_agreement(vote_counts(preds, k), preds.shape[0], include_self=include_self, agree=False)
 
 
 # --------------------------------------------------------------------------- error and disagreement
@@ -280,56 +271,80 @@ def vote_ensemble(preds: Any, n_classes: int) -> np.ndarray:
     k = _check_n_classes(n_classes, p)
     check_memory(8.0 * p.shape[1] * k, f"the (N, n_classes) = ({p.shape[1]}, {k}) vote table",
                  remedy="n_classes must be the number of classes, not the largest class id (recode sparse ids)")
-    return _class_counts(p, k) / p.shape[0]
+    return vote_counts(p, k) / p.shape[0]
 
 
 # --------------------------------------------------------------------------- calibration
 
 
-def class_aggregated_calibration(preds: Any, labels: Any, n_classes: int) -> pd.DataFrame:
-    """Class-aggregated reliability table of the vote ensemble, one row per confidence level.
+def _vote_levels(preds: np.ndarray, labels: np.ndarray, n_classes: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every level ``q = j/M`` of the vote share with ``sum_k P(h~_k = q)`` and ``sum_k P(Y = k, h~_k = q)``.
 
-    For each level ``q = j/M`` (j = 0..M) the table gives ``weight = sum_k P(h~_k(X) = q)``
-    (P is the empirical distribution over the N points; weights sum to ``n_classes``),
-    ``joint = sum_k P(Y = k, h~_k(X) = q)``, ``accuracy = joint / weight`` (NaN where the
-    weight is 0) and ``gap = |joint - q * weight|``; the sum of ``gap`` is :func:`cace`.
+    Only the classes that occur get a column (as in :func:`disagreement`), so the (N, K) vote
+    table stays small for any ``n_classes``; each absent class has ``h~_k = 0`` at every point:
+    mass 1 at ``q = 0``.
+    """
+    m, n = preds.shape
+    cp, cy, k_used = _compact(preds, labels)
+    counts = vote_counts(cp, k_used)
+    mass = np.bincount(counts.ravel(), minlength=m + 1) / n
+    mass[0] += n_classes - k_used
+    mass_true = np.bincount(counts[np.arange(n), cy], minlength=m + 1) / n
+    return np.arange(m + 1) / m, mass, mass_true
+
+
+def _calibration_inputs(preds: Any, labels: Any, n_classes: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validated (M, N) predictions, (N,) labels and K; stacked replicates (R, M, N) with labels
+    (R, N) have their points pooled (the table is an average over points)."""
+    arr = as_int_array(preds, name="preds")
+    if arr.ndim == 3:
+        ys = as_int_array(labels, name="labels")
+        if ys.shape != (arr.shape[0], arr.shape[2]):
+            raise ValueError(f"labels must have shape (R, N) = {(arr.shape[0], arr.shape[2])} to match stacked "
+                             f"predictions (R, M, N) = {arr.shape}, got shape {ys.shape}")
+        arr, labels = arr.transpose(1, 0, 2).reshape(arr.shape[1], -1), ys.ravel()
+    p = _check_preds(arr, allow_1d=True)
+    k = None if n_classes is None else _check_n_classes(n_classes, p)
+    y = _check_labels(labels, p.shape[1], n_classes=k)
+    return p, y, (max(int(max(p.max(), y.max())) + 1, 2) if k is None else k)
+
+
+def class_aggregated_calibration(preds: Any, labels: Any, n_classes: int | None = None) -> pd.DataFrame:
+    """Class-aggregated reliability table of the vote ensemble, one row per level its vote share takes.
+
+    For each level ``q = j/M`` (j = 0..M) that some vote share takes, the table gives
+    ``mass = sum_k P(h~_k(X) = q)`` (P is the empirical distribution over the N points; the
+    masses sum to ``n_classes``), ``mass_true = sum_k P(Y = k, h~_k(X) = q)``,
+    ``accuracy = mass_true / mass`` and ``cace_term = |mass_true - q * mass|``; the sum of
+    ``cace_term`` is :func:`cace`. The framework's exact table
+    (:func:`ift_core.theory.vote_calibration`) has the same columns.
 
     Parameters
     ----------
-    preds : array of int, shape (M, N)
-    labels : array of int, shape (N,)
-    n_classes : int
+    preds : array of int, shape (M, N), or (R, M, N) for R stacked replicates
+        Replicates are pooled: their points together form the distribution P.
+    labels : array of int, shape (N,), or (R, N) with stacked replicates
+    n_classes : int, optional
+        Default ``max(preds, labels) + 1`` (at least 2).
 
     Returns
     -------
-    pandas.DataFrame with columns q, weight, joint, accuracy, gap.
+    pandas.DataFrame with columns confidence, mass, mass_true, accuracy, cace_term.
 
     Examples
     --------
     >>> class_aggregated_calibration([[0, 0], [0, 0]], [0, 1], 2).round(3)
-         q  weight  joint  accuracy  gap
-    0  0.0     1.0    0.5       0.5  0.5
-    1  0.5     0.0    0.0       NaN  0.0
-    2  1.0     1.0    0.5       0.5  0.5
+       confidence  mass  mass_true  accuracy  cace_term
+    0         0.0   1.0        0.5       0.5        0.5
+    1         1.0   1.0        0.5       0.5        0.5
     """
-    p = _check_preds(preds, allow_1d=True)
-    y = _check_labels(labels, p.shape[1])
-    k = _check_n_classes(n_classes, p, y)
-    m, n = p.shape
-    # Only the classes that occur get a column (as in disagreement): the (N, K) table stays
-    # small for any n_classes. Each absent class has h~_k = 0 at every point: weight 1 at q = 0.
-    cp, cy, k_used = _compact(p, y)
-    counts = _class_counts(cp, k_used)
-    y = cy
-    weight = np.bincount(counts.ravel(), minlength=m + 1) / n
-    weight[0] += k - k_used
-    joint = np.bincount(counts[np.arange(n), y], minlength=m + 1) / n
-    q = np.arange(m + 1) / m
-    with np.errstate(divide="ignore", invalid="ignore"):
-        accuracy = joint / weight
-    return pd.DataFrame(
-        {"q": q, "weight": weight, "joint": joint, "accuracy": accuracy, "gap": np.abs(joint - q * weight)}
-    )
+    p, y, k = _calibration_inputs(preds, labels, n_classes)
+    q, mass, mass_true = _vote_levels(p, y, k)
+    keep = mass > 0
+    q, mass, mass_true = q[keep], mass[keep], mass_true[keep]
+    return pd.DataFrame({"confidence": q, "mass": mass, "mass_true": mass_true, "accuracy": mass_true / mass,
+                         "cace_term": np.abs(mass_true - q * mass)})
 
 
 def cace(preds: Any, labels: Any, n_classes: int) -> float:
@@ -370,7 +385,9 @@ def cace(preds: Any, labels: Any, n_classes: int) -> float:
     >>> cace([[0, 0], [0, 0]], [0, 1], 2)  # error 0.5, disagreement 0: the bound is 1.0
     1.0
     """
-    return float(class_aggregated_calibration(preds, labels, n_classes)["gap"].sum())
+    p, y, k = _calibration_inputs(preds, labels, n_classes)
+    q, mass, mass_true = _vote_levels(p, y, k)
+    return float(np.abs(mass_true - q * mass).sum())
 
 
 def ece(probs: Any, labels: Any, *, n_bins: int = 15) -> float:
@@ -411,8 +428,8 @@ def ece(probs: Any, labels: Any, *, n_bins: int = 15) -> float:
     # bin b (0-based) holds conf in (b/n_bins, (b+1)/n_bins]; conf = 0 goes to bin 0
     bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
     _, occupied = np.unique(bins, return_inverse=True)  # only non-empty bins: nothing sized by n_bins
-    gap = np.bincount(occupied.ravel(), weights=correct - conf)
-    return float(np.abs(gap).sum() / pr.shape[0])
+    deviation = np.bincount(occupied.ravel(), weights=correct - conf)  # per bin: sum of (correct - confidence)
+    return float(np.abs(deviation).sum() / pr.shape[0])
 
 
 # --------------------------------------------------------------------------- GDE estimate with uncertainty
@@ -573,7 +590,7 @@ def same_wrong_rate(preds: Any, labels: Any) -> float:
     y = _check_labels(labels, p.shape[1])
     n = p.shape[1]
     p, y, k = _compact(p, y)
-    counts = _class_counts(p, k).astype(np.float64)
+    counts = vote_counts(p, k).astype(np.float64)
     right = counts[np.arange(n), y]
     wrong = p.shape[0] - right
     both_wrong = np.sum(wrong * (wrong - 1) / 2)
@@ -652,7 +669,7 @@ def gde_summary(preds: Any, labels: Any, n_classes: int) -> pd.Series:
     dis_iid = disagreement(p, include_self=True)
     bound = cace(p, y, k)
     cp, cy, k_used = _compact(p, y)  # bounded (N, K) table; np.unique keeps the class order for ties
-    votes_error = float(np.mean(_class_counts(cp, k_used).argmax(axis=1) != cy))
+    votes_error = float(np.mean(vote_counts(cp, k_used).argmax(axis=1) != cy))
     return pd.Series(
         {
             "n_models": p.shape[0],

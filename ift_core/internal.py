@@ -159,6 +159,37 @@ def as_int_array(x: Any, *, name: str, ndim: int | None = None) -> np.ndarray:
     return arr
 
 
+def vote_counts(preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """Votes per point and class of validated ``preds`` (..., M, N) with classes in [0, n_classes).
+
+    Returns int64 counts of shape (..., N, n_classes) in O(size): one bincount over flat
+    (point, class) ids.
+    """
+    *lead, m, n = preds.shape
+    size = math.prod(lead) * n
+    point = np.arange(size, dtype=np.int64).reshape(*lead, 1, n)
+    flat = (point * n_classes + preds).ravel()
+    return np.bincount(flat, minlength=size * n_classes).reshape(*lead, n, n_classes)
+
+
+def pair_agreement(counts: np.ndarray, n_models: int, *, include_self: bool = False,
+                   agree: bool = True) -> np.ndarray:
+    """Per-point share of model pairs that agree (or disagree), from vote counts (..., N, K).
+
+    At a point where class k gets c_k of the M votes, ``sum_k c_k^2`` ordered pairs agree (the
+    M self-pairs among them). Distinct pairs (``include_self=False``) divide by M(M - 1), pairs
+    drawn with replacement by M^2. The counts are whole numbers, so every step is exact up to
+    the final division.
+    """
+    m = n_models
+    same = np.einsum("...k,...k->...", counts.astype(np.float64), counts.astype(np.float64))
+    if agree:
+        pairs = same if include_self else same - m
+    else:
+        pairs = m * m - same
+    return pairs / (m * m if include_self else m * (m - 1))
+
+
 def pairwise_rate(preds: np.ndarray, *, agree: bool) -> np.ndarray:
     """(M, M) share of points on which two rows of validated ``preds`` (M, N) agree (or disagree).
 
@@ -248,6 +279,61 @@ def check_real(value: Any, name: str, *, minimum: float | None = None, maximum: 
         raise _fail(name, what, value, remedy)
     if maximum is not None and (v > maximum or (open_high and v == maximum)):
         raise _fail(name, what, value, remedy)
+    return v
+
+
+#: Counts enter float arithmetic: above 2**53 they are no longer exact.
+MAX_EXACT_COUNT = 2**53
+
+
+def check_count(value: Any, name: str, *, minimum: int = 1, allow_inf: bool = False,
+                remedy: str | None = None) -> int | float:
+    """``value`` as an int: a whole number (an int, or a float without a fraction such as 5.0) in
+    ``[minimum, 2**53]`` (exact in floating point); ``math.inf`` only where ``allow_inf``.
+
+    Examples
+    --------
+    >>> check_count(5.0, "n_train")
+    5
+    >>> check_count(math.inf, "n_train", allow_inf=True)
+    inf
+    >>> check_count(2.5, "n_train")
+    Traceback (most recent call last):
+    ...
+    ValueError: n_train must be a whole number >= 1, got 2.5
+    """
+    what = f"a whole number >= {minimum}" + (" (or math.inf)" if allow_inf else "")
+    if _is_bool(value) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise _fail(name, what, value, remedy)
+    if allow_inf and value == math.inf:
+        return math.inf
+    if not isinstance(value, (int, np.integer)) and (not math.isfinite(value) or value != int(value)):
+        raise _fail(name, what, value, remedy)
+    if value < minimum:
+        raise _fail(name, what, value, remedy)
+    if value > MAX_EXACT_COUNT:
+        raise _fail(name, "at most 2**53 (exact in floating point)", value,
+                    remedy or ("use math.inf for the limit of infinitely many" if allow_inf else None))
+    return int(value)
+
+
+def check_probability(value: Any, name: str, *, remedy: str | None = None) -> float:
+    """``value`` as a float in [0, 1] (a probability, a share or a quantile level).
+
+    Examples
+    --------
+    >>> check_probability(np.float32(0.25), "p_d")
+    0.25
+    >>> check_probability(1.5, "p_d")
+    Traceback (most recent call last):
+    ...
+    ValueError: p_d must be a probability in [0, 1], got 1.5
+    """
+    if _is_bool(value) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise _fail(name, "a probability in [0, 1]", value, remedy)
+    v = float(value)
+    if not 0.0 <= v <= 1.0:  # also refuses NaN
+        raise _fail(name, "a probability in [0, 1]", value, remedy)
     return v
 
 

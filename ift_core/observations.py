@@ -20,7 +20,7 @@ Examples
 >>> from ift_core.tensor import build_interaction_tensor
 >>> rng = np.random.default_rng(0)
 >>> it = build_interaction_tensor(rng.standard_normal((4, 300, 12)), n_components=5,
-...                               corr_threshold=0.2, progress=False)
+...                               gamma_corr=0.2, progress=False)
 >>> o1_long_tail(it).name
 'O1'
 """
@@ -34,17 +34,15 @@ import pandas as pd
 from scipy import stats as sps
 from tqdm import tqdm
 
-from .internal import as_float_array, as_int_array, check_bool, check_int, check_real, pairwise_rate
+from .internal import as_float_array, as_int_array, check_bool, check_count, check_int, check_real, pairwise_rate
 from .tensor import (
     InteractionTensor,
     ModelComponents,
-    _assemble,
-    _check_bool,
-    _check_build_options,
-    _check_count,
-    _split_rule,
+    TensorOptions,
+    assemble_tensor,
     component_correlations,
     principal_components,
+    resolve_split_rule,
     split_frequencies,
 )
 
@@ -235,7 +233,7 @@ def o1_long_tail(tensor: InteractionTensor, *, split_threshold: float | None = N
     ``scipy.stats.skew``) and ``ci`` its percentile bootstrap interval over features
     (``n_bootstrap`` resamples, seeded). The claim holds when the interval lies above 0: a long
     right tail. It needs no dominant/rare split, so no split rule can decide it (the
-    largest-gap rule once split off one outlier and called 111 of 112 features dominant). And
+    largest-spacing rule once split off one outlier and called 111 of 112 features dominant). And
     one outlying feature cannot decide it either: each feature is missing from about 37 % of the
     resamples, so the lower end of the interval is set by resamples without it (up to three
     outliers high above the rest cannot lift it above 0), while a low outlier is bounded
@@ -254,9 +252,10 @@ def o1_long_tail(tensor: InteractionTensor, *, split_threshold: float | None = N
     tensor : InteractionTensor
     split_threshold : float, optional
         A fixed dominant/rare threshold in points (overrides the rule).
-    split_rule : {"mixture", "largest_gap", "otsu"}, default "mixture"
+    split_rule : {"mixture", "largest_spacing", "otsu"}, optional
+        Default: the tensor's (``options.split_rule``, "mixture" unless built otherwise).
     split_method : str, optional
-        Older name of ``split_rule`` (``"gap"`` = ``"largest_gap"``).
+        Older keyword of ``split_rule`` (older names ``"gap"``, ``"largest_gap"`` = ``"largest_spacing"``).
     min_group : int, optional
         Smallest group the mixture rule accepts (see ``split_frequencies``).
     n_bootstrap : int, default 2000
@@ -268,16 +267,16 @@ def o1_long_tail(tensor: InteractionTensor, *, split_threshold: float | None = N
     >>> import numpy as np
     >>> from ift_core.tensor import build_interaction_tensor
     >>> it = build_interaction_tensor(np.random.default_rng(0).standard_normal((3, 200, 8)),
-    ...                               n_components=4, corr_threshold=0.3, progress=False)
+    ...                               n_components=4, gamma_corr=0.3, progress=False)
     >>> o = o1_long_tail(it, n_bootstrap=200)
     >>> o.stats["decided_by"], o.ci[0] < o.ci[1]
     ('skew_frequency', True)
     """
     it = _check_tensor(tensor)
-    rule = _split_rule(split_rule, split_method, name="split_rule")
+    rule = resolve_split_rule(split_rule, method=split_method, default=it.options.split_rule)
     level = _check_confidence_level(confidence_level)
-    n_boot = _check_count(n_bootstrap, "n_bootstrap")
-    seed = _check_count(seed, "seed", minimum=0)
+    n_boot = check_count(n_bootstrap, "n_bootstrap")
+    seed = check_count(seed, "seed", minimum=0)
     freq = it.feature_frequency().astype(np.float64)
     dom, thr, info = split_frequencies(freq, threshold=split_threshold, rule=rule, min_group=min_group,
                                        return_info=True)
@@ -334,7 +333,7 @@ def o2_features_vs_confidence(tensor: InteractionTensor, probs: Any, labels: Any
     >>> from ift_core.tensor import build_interaction_tensor
     >>> rng = np.random.default_rng(0)
     >>> it = build_interaction_tensor(rng.standard_normal((3, 200, 8)), n_components=4,
-    ...                               corr_threshold=0.3, progress=False)
+    ...                               gamma_corr=0.3, progress=False)
     >>> probs = rng.dirichlet(np.ones(3), size=(3, 200))
     >>> o2_features_vs_confidence(it, probs, rng.integers(0, 3, 200)).name
     'O2'
@@ -398,12 +397,12 @@ def o3_feature_sharing(tensor: InteractionTensor, *, split_threshold: float | No
     >>> import numpy as np
     >>> from ift_core.tensor import build_interaction_tensor
     >>> it = build_interaction_tensor(np.random.default_rng(0).standard_normal((3, 200, 8)),
-    ...                               n_components=4, corr_threshold=0.3, progress=False)
+    ...                               n_components=4, gamma_corr=0.3, progress=False)
     >>> o3_feature_sharing(it).tables["overlap"].shape[0]
     3
     """
     it = _check_tensor(tensor)
-    rule = _split_rule(split_rule, split_method, name="split_rule")
+    rule = resolve_split_rule(split_rule, method=split_method, default=it.options.split_rule)
     level = _check_confidence_level(confidence_level)
     table = it.features_table(threshold=split_threshold, rule=rule)
     dom = table["dominant"].to_numpy()
@@ -492,7 +491,7 @@ def o4_overlap_vs_agreement(tensor: InteractionTensor, preds: Any, *, confidence
     >>> from ift_core.tensor import build_interaction_tensor
     >>> rng = np.random.default_rng(0)
     >>> it = build_interaction_tensor(rng.standard_normal((5, 200, 8)), n_components=4,
-    ...                               corr_threshold=0.2, progress=False)
+    ...                               gamma_corr=0.2, progress=False)
     >>> o4_overlap_vs_agreement(it, rng.integers(0, 3, (5, 200)), n_permutations=9).table.shape
     (10, 4)
     """
@@ -528,13 +527,32 @@ def _as_axis(value: Any, name: str, check: Any) -> list:
     return [check(v) for v in vals]
 
 
-def sweep_thresholds(activations: Any, *, n_components: int | str = 50,
+def _gamma_grid(options: TensorOptions, option: str, quantiles: Any, quantiles_name: str, thresholds: Any,
+                thresholds_name: str) -> list[tuple[str, float, float | str]]:
+    """A threshold axis: ``(rule, value, option value)`` for each quantile, then each absolute value,
+    every one checked as that option before any work."""
+    out: list[tuple[str, float, float | str]] = []
+    for rule, name, values in (("quantile", quantiles_name, quantiles), ("absolute", thresholds_name, thresholds)):
+        for v in _grid(values, name, unit=rule == "quantile"):
+            value = f"q{v!r}" if rule == "quantile" else v
+            try:
+                options.replace(**{option: value})
+            except ValueError as err:
+                raise ValueError(f"{name} holds {v!r}, not a valid {option}: {err}") from None
+            out.append((rule, v, value))
+    if not out:
+        raise ValueError(f"give {quantiles_name} or {thresholds_name} (both are empty)")
+    return out
+
+
+def sweep_thresholds(activations: Any, options: TensorOptions | None = None, *,
+                     n_components: int | str | None = None,
                      corr_quantiles: Sequence[float] | None = (0.95, 0.98, 0.99, 0.995),
                      corr_thresholds: Sequence[float] | None = None,
                      presence_quantiles: Sequence[float] | None = (0.8, 0.9, 0.95),
                      presence_thresholds: Sequence[float] | None = None,
-                     center: bool = True, presence: str = "signed", presence_scale: str = "column",
-                     within_model: bool = True, align_signs: bool | Sequence[bool] = True,
+                     center: bool | None = None, presence: str | None = None, presence_scale: str | None = None,
+                     within_model: bool | None = None, align_signs: bool | Sequence[bool] | None = None,
                      split_rule: str | Sequence[str] | None = None, split_method: str | None = None,
                      probs: Any = None, labels: Any = None, preds: Any = None,
                      n_bootstrap: int = 2000, confidence_level: float = 0.95,
@@ -551,22 +569,27 @@ def sweep_thresholds(activations: Any, *, n_components: int | str = 50,
     activations : array (M, N, D), sequence of (N, D_m) arrays, or ModelComponents
         A :class:`~ift_core.tensor.ModelComponents` skips the PCA (``n_components`` and
         ``center`` are then taken from it).
+    options : TensorOptions, optional
+        The options the grid varies (default :class:`~ift_core.tensor.TensorOptions`); its
+        ``gamma_corr`` and ``gamma_data`` are replaced by the grid's values. The keywords
+        ``n_components``, ``center``, ``presence``, ``presence_scale``, ``within_model`` (None:
+        the options') change single options.
     corr_quantiles, corr_thresholds : sequences of float, optional
         gamma_corr values as cross-model quantiles and/or absolute values (at least one).
     presence_quantiles, presence_thresholds : sequences of float, optional
         gamma_data values as per-model quantiles and/or absolute values (at least one).
-    align_signs : bool or sequence of bool, default True
+    align_signs : bool or sequence of bool, optional (default: the options')
         Sign alignment of the members of a feature (see ``build_interaction_tensor``); a
         sequence such as ``(True, False)`` adds an axis to the grid.
-    split_rule : str or sequence of str, optional (default "mixture")
+    split_rule : str or sequence of str, optional (default: the options')
         Dominant/rare split for O1 and O3 (see ``split_frequencies``); a sequence adds an axis
-        (the tensor is built once for all rules). ``split_method`` is its older name.
+        (the tensor is built once for all rules). ``split_method`` is its older keyword.
     probs, labels : arrays (M, N, C) and (N,), optional
         Needed for O2 (columns ``o2_*`` are NaN without them).
     preds : array (M, N), optional
         Needed for O4 (no permutation test in a sweep; the jackknife CI is kept).
-    presence, presence_scale, center, within_model, n_bootstrap, confidence_level
-        As in :func:`~ift_core.tensor.build_interaction_tensor` and the ``o*`` functions.
+    n_bootstrap, confidence_level
+        As in the ``o*`` functions.
 
     Returns
     -------
@@ -589,32 +612,29 @@ def sweep_thresholds(activations: Any, *, n_components: int | str = 50,
     (8, True)
     """
     progress = check_bool(progress, "progress")
-    corr_grid = [("quantile", v) for v in _grid(corr_quantiles, "corr_quantiles", unit=True)]
-    corr_grid += [("absolute", v) for v in _grid(corr_thresholds, "corr_thresholds", unit=False)]
-    pres_grid = [("quantile", v) for v in _grid(presence_quantiles, "presence_quantiles", unit=True)]
-    pres_grid += [("absolute", v) for v in _grid(presence_thresholds, "presence_thresholds", unit=False)]
-    if not corr_grid:
-        raise ValueError("give corr_quantiles or corr_thresholds (both are empty)")
-    if not pres_grid:
-        raise ValueError("give presence_quantiles or presence_thresholds (both are empty)")
-    aligns = _as_axis(align_signs, "align_signs", lambda v: _check_bool(v, "align_signs"))
-    if split_method is not None:
-        if split_rule is not None:
-            raise ValueError(f"give the split rule once: split_rule={split_rule!r} and its older name "
-                             f"split_method={split_method!r}")
-        split_rule = split_method
-    rules = _as_axis("mixture" if split_rule is None else split_rule, "split_rule",
-                     lambda v: _split_rule(v, None, name="split_rule"))
-    _check_build_options(corr_quantile=0.5, corr_threshold=None, presence_quantile=0.5, presence_threshold=None,
-                         presence=presence, presence_scale=presence_scale, within_model=within_model,
-                         align_signs=aligns[0])
+    if options is not None and not isinstance(options, TensorOptions):
+        raise ValueError(f"options must be a TensorOptions (or None for the defaults), got {type(options).__name__}")
+    given = {"n_components": n_components, "center": center, "presence": presence,
+             "presence_scale": presence_scale, "within_model": within_model}
+    opts = (options or TensorOptions()).replace(**{k: v for k, v in given.items() if v is not None})
+    corr_grid = _gamma_grid(opts, "gamma_corr", corr_quantiles, "corr_quantiles", corr_thresholds, "corr_thresholds")
+    pres_grid = _gamma_grid(opts, "gamma_data", presence_quantiles, "presence_quantiles", presence_thresholds,
+                            "presence_thresholds")
+    aligns = _as_axis(opts.align_signs if align_signs is None else align_signs, "align_signs",
+                      lambda v: check_bool(v, "align_signs"))
+    if split_method is not None and split_rule is not None:
+        raise ValueError(f"give the split rule once: split_rule={split_rule!r} and its older keyword "
+                         f"split_method={split_method!r}")
+    rules = _as_axis(opts.split_rule if split_rule is None and split_method is None else
+                     (split_rule if split_rule is not None else split_method), "split_rule",
+                     lambda v: resolve_split_rule(v))
     level = _check_confidence_level(confidence_level)
-    progress = _check_bool(progress, "progress")
     if isinstance(activations, ModelComponents):
         pc = activations
     else:
-        pc = principal_components(activations, n_components=n_components, center=center, progress=progress)
-    if pc.n_models == 1 and any(rule == "quantile" for rule, _ in corr_grid):
+        pc = principal_components(activations, n_components=opts.n_components, cap_at_rank=opts.cap_at_rank,
+                                  center=opts.center, progress=progress)
+    if pc.n_models == 1 and any(rule == "quantile" for rule, _, _ in corr_grid):
         raise ValueError("a single model has no cross-model correlations for corr_quantiles: give "
                          "corr_thresholds only")
     if (probs is None) != (labels is None):
@@ -631,19 +651,13 @@ def sweep_thresholds(activations: Any, *, n_components: int | str = 50,
             raise ValueError(f"preds must have shape (M, N) = {(pc.n_models, pc.n_points)}, got {pr.shape}")
         agr = pairwise_agreement(pr)
     corr = component_correlations(pc)
-    cluster_cache: dict = {}
-    presence_cache: dict = {}
+    cache: dict = {}
     rows = []
     grid = [(c, p, a) for c in corr_grid for p in pres_grid for a in aligns]
-    for (crule, cval), (prule, pval), align in tqdm(grid, desc="threshold sweep", disable=not progress,
-                                                    leave=False):
-        it = _assemble(pc, corr, corr_quantile=cval if crule == "quantile" else None,
-                       corr_threshold=cval if crule == "absolute" else None,
-                       presence_quantile=pval if prule == "quantile" else None,
-                       presence_threshold=pval if prule == "absolute" else None,
-                       presence=presence, presence_scale=presence_scale, within_model=within_model,
-                       align_signs=align, timings={}, cluster_cache=cluster_cache,
-                       presence_cache=presence_cache)
+    for (crule, cval, gamma_corr), (prule, pval, gamma_data), align in tqdm(grid, desc="threshold sweep",
+                                                                            disable=not progress, leave=False):
+        it = assemble_tensor(pc, corr, opts.replace(gamma_corr=gamma_corr, gamma_data=gamma_data, align_signs=align),
+                             cache=cache)
         nmod = it.models_per_feature()
         base = {
             "corr_rule": crule, "corr_value": cval, "gamma_corr": it.corr_threshold,

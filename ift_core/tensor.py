@@ -14,23 +14,28 @@ can reuse the expensive ones:
    model's activations.
 2. :func:`component_correlations` -- the (MK x MK) Pearson correlation matrix, one float32
    matmul of z-scored columns.
-3. :func:`correlation_threshold` -- gamma_corr as a quantile over cross-model entries only.
+3. :func:`correlation_threshold` -- gamma_corr as a quantile over cross-model entries only (or an
+   absolute value).
 4. :func:`cluster_components` -- the greedy clustering (a loop over openers with vectorised
    updates; never a loop over pairs).
 5. :func:`feature_signs` -- orient every member of a feature like the component that opened it
    (PCA signs are arbitrary; presence is tested on the signed tail).
 6. :func:`component_presence` -- presence of each component in each point (gamma_data).
 
-:func:`build_interaction_tensor` runs them all and returns an :class:`InteractionTensor`;
-:func:`split_frequencies` splits its features into dominant and rare.
-This module uses numpy, scipy and pandas (scikit-learn for the mixture split) only.
+:func:`build_interaction_tensor` runs them all and returns an :class:`InteractionTensor`
+(:func:`assemble_tensor` runs steps 3-6 on a PCA computed once); :func:`split_frequencies` splits
+its features into dominant and rare. Every option lives in one frozen :class:`TensorOptions`
+(:data:`PROFILE_OPTIONS`: the book's per profile). Presence rules, presence scales and split
+rules are registries (:data:`PRESENCE_RULES`, :data:`PRESENCE_SCALES`, :data:`SPLIT_RULES`):
+a new rule is one entry. This module uses numpy, scipy and pandas (scikit-learn for the mixture
+split) only.
 
 Examples
 --------
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> acts = rng.standard_normal((3, 200, 16)).astype(np.float32)
->>> it = build_interaction_tensor(acts, n_components=4, corr_threshold=0.5, progress=False)
+>>> it = build_interaction_tensor(acts, n_components=4, gamma_corr=0.5, progress=False)
 >>> it.omega.shape[:2]
 (3, 200)
 """
@@ -38,25 +43,36 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import json
 import math
-import numbers
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.linalg
 from tqdm import tqdm
 
-from .internal import load_npz, save_npz_atomic
+from .internal import (
+    check_bool,
+    check_choice,
+    check_count,
+    check_probability,
+    check_real,
+    load_npz,
+    save_npz_atomic,
+)
 
 __all__ = [
+    "TensorOptions",
+    "PROFILE_OPTIONS",
     "PRESENCE_RULES",
     "PRESENCE_SCALES",
     "SPLIT_RULES",
@@ -72,13 +88,11 @@ __all__ = [
     "canonical_correlations",
     "best_match",
     "split_frequencies",
+    "resolve_split_rule",
+    "assemble_tensor",
     "build_interaction_tensor",
 ]
 
-PRESENCE_RULES = ("signed", "absolute")
-PRESENCE_SCALES = ("column", "model")
-SPLIT_RULES = ("mixture", "largest_gap", "otsu")
-_SPLIT_ALIASES = {"gap": "largest_gap"}  # the name the rule had before "mixture" became the default
 _FORMAT_VERSION = 2
 
 
@@ -133,48 +147,6 @@ def _check_model(a: Any, m: int, n_points: int | None) -> np.ndarray:
         bad = int((~np.isfinite(arr)).sum())
         raise ValueError(f"{name} contains {bad} NaN or infinite values")
     return arr
-
-
-def _is_bool(value: Any) -> bool:
-    return isinstance(value, (bool, np.bool_))
-
-
-def _check_bool(value: Any, name: str) -> bool:
-    """``value`` as a bool; anything else (``"False"``, 0, None) is refused, not coerced."""
-    if _is_bool(value):
-        return bool(value)
-    raise ValueError(f"{name} must be True or False, got {value!r} ({type(value).__name__}); pass a bool")
-
-
-def _check_number(value: Any, name: str, *, low: float, high: float) -> float:
-    """A finite real number in [low, high]; bools and strings are refused."""
-    if _is_bool(value) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r} "
-                         f"({type(value).__name__})")
-    v = float(value)
-    if not (np.isfinite(v) and low <= v <= high):
-        raise ValueError(f"{name} must lie in [{low:g}, {high:g}], got {value!r}")
-    return v
-
-
-def _check_fraction(value: Any, name: str) -> float:
-    return _check_number(value, name, low=0.0, high=1.0)
-
-
-def _check_count(value: Any, name: str, *, minimum: int = 1) -> int:
-    """A whole number >= minimum (an integral float such as 5.0 is accepted; True is not)."""
-    ok = not _is_bool(value) and isinstance(value, (numbers.Integral, numbers.Real, np.integer, np.floating))
-    if ok and not isinstance(value, (numbers.Integral, np.integer)):
-        ok = bool(np.isfinite(value)) and float(value).is_integer()
-    if not ok or int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
-    return int(value)
-
-
-def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {tuple(choices)}")
-    return value
 
 
 def _available_memory() -> int | None:
@@ -377,23 +349,27 @@ def _pca_one(a: np.ndarray, k: int, center: bool, m: int, buf: np.ndarray | None
     return p, var, total / n
 
 
-def _resolve_components(models: Sequence[Any], n_components: Any, center: bool) -> int:
-    """K from ``n_components``: a positive integer as given, or ``"rank"`` (the smallest rank)."""
+def _resolve_components(models: Sequence[Any], n_components: Any, center: bool, cap_at_rank: bool = False) -> int:
+    """K from ``n_components``: a positive integer as given (lowered to the smallest numerical rank
+    with ``cap_at_rank``), or ``"rank"`` (the smallest rank)."""
     if isinstance(n_components, str):
         if n_components != "rank":
             raise ValueError(f'n_components must be a positive integer or "rank", got {n_components!r}')
-        ranks = numerical_rank(models, center=center)
-        k = int(ranks.min())
-        if k < 1:
-            m = int(ranks.argmin())
-            raise ValueError(f"activations[{m}] has numerical rank 0 (constant over the points): "
-                             "no principal component to keep; drop that model")
-        return k
-    return _check_count(n_components, "n_components")
+    else:
+        k = check_count(n_components, "n_components")
+        if not cap_at_rank:
+            return k
+    ranks = numerical_rank(models, center=center)
+    rank = int(ranks.min())
+    if rank < 1:
+        m = int(ranks.argmin())
+        raise ValueError(f"activations[{m}] has numerical rank 0 (constant over the points): "
+                         "no principal component to keep; drop that model")
+    return rank if isinstance(n_components, str) else min(k, rank)
 
 
-def principal_components(activations: Any, *, n_components: int | str = 50, center: bool = True,
-                         progress: bool = True) -> ModelComponents:
+def principal_components(activations: Any, *, n_components: int | str = 50, cap_at_rank: bool = False,
+                         center: bool = True, progress: bool = True) -> ModelComponents:
     """Project each model's activations on its top principal directions.
 
     Parameters
@@ -409,6 +385,9 @@ def principal_components(activations: Any, *, n_components: int | str = 50, cent
         numerical rank of every model (constant or dead units lower it): a ``ValueError``
         names the offending model otherwise. ``"rank"`` takes the smallest numerical rank of
         all models (:func:`numerical_rank`; that costs one more pass over the models).
+    cap_at_rank : bool, default False
+        Lower an integer ``n_components`` to the smallest numerical rank of the models where that
+        is smaller, instead of refusing it (one more pass over the models, as for ``"rank"``).
     center : bool, default True
         Subtract each unit's mean over the points before the PCA (the paper's text leaves
         this open; ``False`` gives an uncentred PCA whose first direction is near the mean).
@@ -437,18 +416,19 @@ def principal_components(activations: Any, *, n_components: int | str = 50, cent
     (2, 100, 3)
     """
     return _principal_components(_as_model_list(activations), n_components=n_components,
-                                 center=_check_bool(center, "center"), progress=_check_bool(progress, "progress"))
+                                 cap_at_rank=check_bool(cap_at_rank, "cap_at_rank"),
+                                 center=check_bool(center, "center"), progress=check_bool(progress, "progress"))
 
 
 def _principal_components(models: Sequence[Any], *, n_components: Any, center: bool, progress: bool,
-                          later: Any = None) -> ModelComponents:
+                          cap_at_rank: bool = False, later: Any = None) -> ModelComponents:
     """principal_components on a checked model list; ``later(n, k)`` adds the memory of the steps
     that follow (build_interaction_tensor), so that the size check comes before any work."""
     if not isinstance(n_components, str):
-        _check_count(n_components, "n_components")  # before reading any model
+        check_count(n_components, "n_components")  # before reading any model
     first = _check_model(models[0], 0, None)
     n = first.shape[0]
-    k = _resolve_components(models, n_components, center)
+    k = _resolve_components(models, n_components, center, cap_at_rank)
     if k >= n:
         raise ValueError(f"n_components={k} must be below the number of points N={n}: pass a smaller "
                          'n_components or n_components="rank"')
@@ -591,8 +571,8 @@ def numerical_rank(activations: Any, *, center: bool = True, progress: bool = Fa
     [6, 3]
     """
     models = _as_model_list(activations)
-    center = _check_bool(center, "center")
-    progress = _check_bool(progress, "progress")
+    center = check_bool(center, "center")
+    progress = check_bool(progress, "progress")
     mm = len(models)
     out = np.empty(mm, dtype=np.int64)
     workers = _n_workers(mm)
@@ -677,7 +657,7 @@ def _check_corr(corr: Any, name: str = "corr") -> np.ndarray:
 
 def _check_n_models(n_models: Any, size: int, *, minimum: int = 1) -> int:
     """``n_models`` as an int >= minimum that divides ``size`` (the rows of the correlation matrix)."""
-    m = _check_count(n_models, "n_models", minimum=minimum)
+    m = check_count(n_models, "n_models", minimum=minimum)
     if size % m:
         raise ValueError(f"corr has {size} rows, not a multiple of n_models={m}: pass the number of models "
                          "whose components the matrix holds")
@@ -721,14 +701,14 @@ def correlation_threshold(corr: np.ndarray, n_models: int, *, quantile: float = 
     >>> correlation_threshold(c, 2, quantile=1.0)
     0.800000011920929
     """
-    q = _check_fraction(quantile, "corr_quantile")
+    q = check_probability(quantile, "quantile", remedy="e.g. 0.99 for the 99th percentile of |C|")
     corr = _check_corr(corr)
     mk = corr.shape[0]
-    n_models = _check_count(n_models, "n_models")
+    n_models = check_count(n_models, "n_models")
     if n_models < 2:
         raise ValueError(
-            f"a single model (n_models={n_models}) has no cross-model correlations to take "
-            "corr_quantile over: pass an absolute corr_threshold instead"
+            f"a single model (n_models={n_models}) has no cross-model correlations to take a "
+            "quantile over: use an absolute gamma_corr instead"
         )
     n_models = _check_n_models(n_models, mk)
     k = mk // n_models
@@ -783,14 +763,14 @@ def cluster_components(corr: np.ndarray, threshold: float, *, n_models: int | No
     array([0, 0, 1])
     """
     c = _check_corr(corr)
-    gamma = _check_fraction(threshold, "corr_threshold")
-    within_model = _check_bool(within_model, "within_model")
-    return_openers = _check_bool(return_openers, "return_openers")
+    gamma = check_real(threshold, "threshold", minimum=0, maximum=1, remedy="gamma_corr is a bound on |correlation|")
+    within_model = check_bool(within_model, "within_model")
+    return_openers = check_bool(return_openers, "return_openers")
     p = c.shape[0]
     if not within_model:
-        if n_models is None or _is_bool(n_models) or not isinstance(n_models, (numbers.Integral, np.integer)) \
-                or n_models < 1 or p % n_models:
-            raise ValueError(f"within_model=False needs n_models dividing {p}, got {n_models!r}")
+        if n_models is None:
+            raise ValueError(f"within_model=False needs n_models (dividing {p}), got None")
+        n_models = _check_n_models(n_models, p)
     absc = np.minimum(np.abs(c).astype(np.float32), np.float32(1.0))
     if not within_model:
         own = _owners(int(n_models), p // int(n_models))
@@ -921,35 +901,49 @@ def component_presence(scores: ModelComponents | np.ndarray, *, quantile: float 
     ((2, 100, 3), 0.1)
     """
     s = _scores_array(scores)
-    _check_choice(rule, "presence rule", PRESENCE_RULES)
-    _check_choice(scale, "presence_scale", PRESENCE_SCALES)
+    values = PRESENCE_RULES[check_choice(rule, "presence", PRESENCE_RULES)]
+    normaliser = PRESENCE_SCALES[check_choice(scale, "presence_scale", PRESENCE_SCALES)]
     if threshold is None:
         if quantile is None:
             raise ValueError("give presence_quantile or presence_threshold (both are None)")
-        quantile = _check_fraction(quantile, "presence_quantile")
+        quantile = check_probability(quantile, "presence_quantile")
     else:
-        threshold = _check_number(threshold, "presence_threshold", low=-1.0, high=1.0)
+        threshold = check_real(threshold, "presence_threshold", minimum=-1, maximum=1,
+                               remedy="a threshold on the normalised scores")
     mm, _, k = s.shape
     sg = None if signs is None else _check_signs(signs, (mm, k))
     out = np.empty(s.shape, dtype=bool)
     thr = np.empty(mm)
     for m in range(mm):
-        v = _normalised(s[m], rule, scale, None if sg is None else sg[m])
+        p = np.asarray(s[m], dtype=np.float32)
+        denom = normaliser(np.abs(p))
+        denom = np.where(denom > 0, denom, np.float32(1.0)).astype(np.float32)
+        v = values(p, denom, None if sg is None else sg[m])
         t32 = np.float32(np.quantile(v, quantile) if threshold is None else threshold)
         np.greater(v, t32, out=out[m])
         thr[m] = float(t32)
     return out, thr
 
 
-def _normalised(p: np.ndarray, rule: str, scale: str, sign: np.ndarray | None = None) -> np.ndarray:
-    p = np.asarray(p, dtype=np.float32)
-    mag = np.abs(p)
-    denom = mag.max(axis=0) if scale == "column" else mag.max()
-    denom = np.where(denom > 0, denom, np.float32(1.0)).astype(np.float32)
-    if rule == "absolute":
-        return mag / denom
+def _signed_values(p: np.ndarray, denom: np.ndarray, sign: np.ndarray | None) -> np.ndarray:
     # p / (-d) is exactly -(p / d) in IEEE arithmetic: all-+1 signs reproduce the unsigned rule bit for bit.
     return p / (denom if sign is None else denom * sign.astype(np.float32))
+
+
+def _absolute_values(p: np.ndarray, denom: np.ndarray, sign: np.ndarray | None) -> np.ndarray:
+    return np.abs(p) / denom
+
+
+#: Presence rules (gamma_data is compared with what they return): name -> function of a model's
+#: float32 scores (N, K), their normaliser (see PRESENCE_SCALES) and the members' signs (K,) or None.
+#: A new rule is one entry here.
+PRESENCE_RULES: Mapping[str, Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]] = MappingProxyType(
+    {"signed": _signed_values, "absolute": _absolute_values})
+
+#: Presence scales: name -> the normaliser of a model's |scores| (N, K): each column's maximum, or
+#: the model's.
+PRESENCE_SCALES: Mapping[str, Callable[[np.ndarray], np.ndarray]] = MappingProxyType(
+    {"column": lambda mag: mag.max(axis=0), "model": lambda mag: mag.max()})
 
 
 # --------------------------------------------------------------------------- subspaces
@@ -1025,7 +1019,7 @@ def best_match(corr: np.ndarray, n_models: int) -> np.ndarray:
     """
     c = np.abs(_check_corr(corr).astype(np.float32))
     mk = c.shape[0]
-    n_models = _check_count(n_models, "n_models")
+    n_models = check_count(n_models, "n_models")
     if n_models < 2:
         raise ValueError(f"best_match compares models: n_models must be >= 2, got {n_models}")
     n_models = _check_n_models(n_models, mk)
@@ -1035,13 +1029,27 @@ def best_match(corr: np.ndarray, n_models: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- dominant / rare
-def _split_rule(rule: str | None, method: str | None, *, name: str = "rule") -> str:
-    """The split rule by its name; ``method`` is the older keyword (``"gap"`` = ``"largest_gap"``)."""
+#: Older names of split rules, still accepted (the rule is "largest_spacing": the widest spacing
+#: between consecutive sorted log frequencies).
+_SPLIT_ALIASES = {"gap": "largest_spacing", "largest_gap": "largest_spacing"}
+
+
+def resolve_split_rule(rule: str | None = None, *, method: str | None = None, default: str = "mixture") -> str:
+    """The registered name (a key of :data:`SPLIT_RULES`) of a dominant/rare split rule.
+
+    ``method`` is the rule's older keyword; older names (``"gap"``, ``"largest_gap"``) give
+    ``"largest_spacing"``. Neither given: ``default``.
+
+    Examples
+    --------
+    >>> resolve_split_rule(method="gap")
+    'largest_spacing'
+    """
     if method is not None and rule is not None and method != rule:
-        raise ValueError(f"give the split rule once: {name}={rule!r} and its older name method={method!r} differ")
-    r = rule if rule is not None else (method if method is not None else "mixture")
+        raise ValueError(f"give the split rule once: rule={rule!r} and its older keyword method={method!r} differ")
+    r = rule if rule is not None else (method if method is not None else default)
     r = _SPLIT_ALIASES.get(r, r) if isinstance(r, str) else r
-    return _check_choice(r, f"split {name}", SPLIT_RULES)
+    return check_choice(r, "split rule", SPLIT_RULES)
 
 
 def _default_min_group(n: int) -> int:
@@ -1117,19 +1125,19 @@ def split_frequencies(frequency: np.ndarray, *, threshold: float | None = None, 
         Features occurring in more than ``threshold`` points are dominant. When omitted, a rule
         finds it on log10 frequency (features that never occur are left out of the search and
         count as rare).
-    rule : {"mixture", "largest_gap", "otsu"}, default "mixture"
+    rule : a key of :data:`SPLIT_RULES`: {"mixture", "largest_spacing", "otsu"}, default "mixture"
         ``"mixture"``: fit Gaussian mixtures with one and two components to log10 frequency
         (scikit-learn, fixed seed) and split only when BIC prefers two, still does without the
         lowest and the highest feature, *and* each group holds at least ``min_group`` features;
         the cut is the one between sorted values that disagrees least with the two-component
         labels. It says when there is no second mode (no split, threshold ``inf``), and a single
         outlying feature can neither form a group nor pull a second mode into being.
-        ``"largest_gap"`` (formerly ``"gap"``): the middle of the largest gap between
-        consecutive sorted values; one outlier captures it (on an earlier default run of the book it
-        split off 1 feature and called the other 111 dominant). ``"otsu"``: maximal
-        between-group variance (Otsu's rule); always splits.
+        ``"largest_spacing"`` (formerly ``"largest_gap"`` and ``"gap"``): the middle of the widest
+        spacing between consecutive sorted values; one outlier captures it (on an earlier default
+        run of the book it split off 1 feature and called the other 111 dominant). ``"otsu"``:
+        maximal between-group variance (Otsu's rule); always splits.
     method : str, optional
-        The older name of ``rule`` (``"gap"`` or ``"otsu"``), kept for existing callers.
+        The older keyword of ``rule``, kept for existing callers.
     min_group : int, optional
         Smallest group the mixture rule accepts; default ``max(3, ceil(0.05 * T+))`` with T+
         the features that occur at all.
@@ -1148,7 +1156,7 @@ def split_frequencies(frequency: np.ndarray, *, threshold: float | None = None, 
 
     Examples
     --------
-    >>> dominant, thr = split_frequencies([1, 2, 3, 300, 400], rule="largest_gap")
+    >>> dominant, thr = split_frequencies([1, 2, 3, 300, 400], rule="largest_spacing")
     >>> dominant.tolist(), round(thr, 6)
     ([False, False, False, True, True], 30.0)
     >>> f = [100, 110, 120, 130, 140] * 3 + [1000, 1100, 1200, 1300, 1400] * 2
@@ -1162,42 +1170,262 @@ def split_frequencies(frequency: np.ndarray, *, threshold: float | None = None, 
     f = f.astype(np.float64)
     if f.ndim != 1 or (f.size and (not np.isfinite(f).all() or (f < 0).any())):
         raise ValueError(f"frequency must be a 1-D array of non-negative counts, got shape {f.shape}")
-    r = _split_rule(rule, method)
-    return_info = _check_bool(return_info, "return_info")
+    r = resolve_split_rule(rule, method=method)
+    return_info = check_bool(return_info, "return_info")
     pos = np.sort(np.log10(f[f > 0]))
-    mg = _default_min_group(pos.size) if min_group is None else _check_count(min_group, "min_group")
+    mg = _default_min_group(pos.size) if min_group is None else check_count(min_group, "min_group")
     info: dict[str, Any] = {"rule": r, "n_modes": float("nan"), "bic_one": float("nan"),
                             "bic_two": float("nan"), "min_group": int(mg), "reason": ""}
     if threshold is None:
-        vals = np.unique(pos)
-        if vals.size < 2:
+        if np.unique(pos).size < 2:
             threshold = float("inf")
             info.update(reason="fewer than two distinct frequencies", n_modes=1 if r == "mixture" else np.nan)
-        elif r == "mixture":
-            c, extra = _mixture_cut(pos, mg)
-            info.update(extra)
-            threshold = float("inf") if c is None else float(10 ** ((pos[c - 1] + pos[c]) / 2))
         else:
-            if r == "largest_gap":
-                i = int(np.argmax(np.diff(vals)))
-            else:
-                # Between-group variance for every cut between distinct values.
-                cuts = np.searchsorted(pos, vals[1:], side="left")
-                csum = np.cumsum(pos)
-                n = pos.size
-                w0 = cuts / n
-                mu0 = csum[cuts - 1] / cuts
-                mu1 = (csum[-1] - csum[cuts - 1]) / (n - cuts)
-                i = int(np.argmax(w0 * (1 - w0) * (mu0 - mu1) ** 2))
-            threshold = float(10 ** ((vals[i] + vals[i + 1]) / 2))
+            threshold, extra = SPLIT_RULES[r](pos, min_group=mg)
+            info.update(extra)
     else:
-        if _is_bool(threshold) or not isinstance(threshold, (numbers.Real, np.integer, np.floating)) \
-                or np.isnan(threshold) or threshold == -np.inf:
-            raise ValueError(f"threshold must be a number of points (or inf), got {threshold!r}")
-        threshold = float(threshold)
+        threshold = check_real(threshold, "threshold", allow_inf=True,
+                               remedy="a number of points (or inf: every feature rare)")
+        if threshold == -np.inf:
+            raise ValueError("threshold must be a number of points (or inf), got -inf")
         info["reason"] = "threshold given"
     dom = f > threshold
     return (dom, threshold, info) if return_info else (dom, threshold)
+
+
+def _mixture_split(logs: np.ndarray, *, min_group: int) -> tuple[float, dict]:
+    c, info = _mixture_cut(logs, min_group)
+    return (float("inf") if c is None else float(10 ** ((logs[c - 1] + logs[c]) / 2))), info
+
+
+def _largest_spacing_split(logs: np.ndarray, *, min_group: int) -> tuple[float, dict]:
+    vals = np.unique(logs)
+    i = int(np.argmax(np.diff(vals)))
+    return float(10 ** ((vals[i] + vals[i + 1]) / 2)), {}
+
+
+def _otsu_split(logs: np.ndarray, *, min_group: int) -> tuple[float, dict]:
+    vals = np.unique(logs)
+    # Between-group variance for every cut between distinct values.
+    cuts = np.searchsorted(logs, vals[1:], side="left")
+    csum = np.cumsum(logs)
+    n = logs.size
+    w0 = cuts / n
+    mu0 = csum[cuts - 1] / cuts
+    mu1 = (csum[-1] - csum[cuts - 1]) / (n - cuts)
+    i = int(np.argmax(w0 * (1 - w0) * (mu0 - mu1) ** 2))
+    return float(10 ** ((vals[i] + vals[i + 1]) / 2)), {}
+
+
+#: Dominant/rare split rules: name -> function of the sorted log10 frequencies of the features that
+#: occur (at least two distinct values) and ``min_group``, returning the threshold in points (inf:
+#: no split) and what the rule reports (``n_modes``, ``bic_one``, ``bic_two``, ``reason``). A new
+#: rule is one entry here.
+SPLIT_RULES: Mapping[str, Callable[..., tuple[float, dict]]] = MappingProxyType(
+    {"mixture": _mixture_split, "largest_spacing": _largest_spacing_split, "otsu": _otsu_split})
+
+
+# --------------------------------------------------------------------------- options
+def _check_gamma(value: Any, name: str, *, low: float) -> float | str:
+    """A threshold rule: a number in [low, 1] (absolute) or ``"q<level>"`` (that quantile)."""
+    what = (f"{name} must be a number in [{low:g}, 1] (an absolute threshold) or a string such as 'q0.99' "
+            f"(that quantile), got {value!r}")
+    if isinstance(value, str):
+        try:
+            level = float(value[1:]) if value[:1] == "q" else math.nan
+        except ValueError:
+            level = math.nan
+        if not 0.0 <= level <= 1.0:
+            raise ValueError(what)
+        return f"q{level!r}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not low <= float(value) <= 1.0:
+        raise ValueError(what)
+    return float(value)
+
+
+def _gamma_rule(gamma: float | str) -> tuple[str, float]:
+    """``("quantile", level)`` or ``("absolute", threshold)`` of a checked threshold rule."""
+    return ("quantile", float(gamma[1:])) if isinstance(gamma, str) else ("absolute", float(gamma))
+
+
+@dataclass(frozen=True)
+class TensorOptions:
+    """Every option of the interaction tensor, checked once, in one frozen object.
+
+    Pass it to :func:`build_interaction_tensor`, :func:`assemble_tensor`,
+    :func:`ift_core.observations.sweep_thresholds` and the studies in :mod:`ift_core.experiments`
+    (``tensor_options=``), so that every study can vary every option; derive variants with
+    :meth:`replace`. :data:`PROFILE_OPTIONS` holds the book's defaults per training profile.
+
+    Parameters
+    ----------
+    n_components : int or "rank", default 50
+        K, principal components per model; ``"rank"`` = the smallest numerical rank over the
+        models (:func:`numerical_rank`).
+    cap_at_rank : bool, default False
+        Lower an integer ``n_components`` to that smallest rank where it is smaller (dead units
+        lower a model's rank) instead of refusing it.
+    center : bool, default True
+        Centred PCA (see :func:`principal_components`).
+    gamma_corr : float or str, default "q0.99"
+        The correlation rule of the clustering. A number in [0, 1]: absolute threshold on
+        |corr|. ``"q0.99"``: that quantile of |C| over pairs of components of different models
+        (:func:`correlation_threshold`; the paper's rule; needs two models or more).
+    within_model : bool, default True
+        Let components of one model join one feature (see :func:`cluster_components`).
+    align_signs : bool, default True
+        Orient every member of a feature like the component that opened it before the presence
+        test (:func:`feature_signs`); ``False`` is Algorithm 1 as written.
+    presence : str, default "signed"
+        The presence rule, a key of :data:`PRESENCE_RULES`: the signed normalised score
+        (``"signed"``) or its magnitude (``"absolute"``).
+    gamma_data : float or str, default "q0.9"
+        The presence threshold. ``"q0.9"``: each model's quantile of its normalised values; a
+        number in [-1, 1]: an absolute threshold on them.
+    presence_scale : str, default "column"
+        Normalise each component by its own max |value| (``"column"``, the paper's rule) or by
+        the model's (``"model"``); a key of :data:`PRESENCE_SCALES`.
+    split_rule : str, default "mixture"
+        The dominant/rare split of feature frequency the tensor's tables and O1/O3 use; a key of
+        :data:`SPLIT_RULES`.
+
+    Raises
+    ------
+    ValueError
+        Naming the option, the value and what it may be.
+
+    Examples
+    --------
+    >>> opts = TensorOptions(n_components=20, gamma_corr=0.5)
+    >>> opts.replace(gamma_corr="q0.99").gamma_corr
+    'q0.99'
+    >>> TensorOptions(gamma_corr="0.5")
+    Traceback (most recent call last):
+    ...
+    ValueError: gamma_corr must be a number in [0, 1] (an absolute threshold) or a string such as 'q0.99' (that quantile), got '0.5'
+    """
+
+    n_components: int | str = 50
+    cap_at_rank: bool = False
+    center: bool = True
+    gamma_corr: float | str = "q0.99"
+    within_model: bool = True
+    align_signs: bool = True
+    presence: str = "signed"
+    gamma_data: float | str = "q0.9"
+    presence_scale: str = "column"
+    split_rule: str = "mixture"
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        if isinstance(self.n_components, str):
+            if self.n_components != "rank":
+                raise ValueError(f'n_components must be a positive integer or "rank", got {self.n_components!r}')
+        else:
+            put("n_components", check_count(self.n_components, "n_components",
+                                            remedy='or "rank" for the smallest numerical rank of the models'))
+        for name in ("cap_at_rank", "center", "within_model", "align_signs"):
+            put(name, check_bool(getattr(self, name), name))
+        put("gamma_corr", _check_gamma(self.gamma_corr, "gamma_corr", low=0.0))
+        put("presence", check_choice(self.presence, "presence", PRESENCE_RULES))
+        put("gamma_data", _check_gamma(self.gamma_data, "gamma_data", low=-1.0))
+        put("presence_scale", check_choice(self.presence_scale, "presence_scale", PRESENCE_SCALES))
+        put("split_rule", resolve_split_rule(self.split_rule))
+
+    def replace(self, **changes: Any) -> "TensorOptions":
+        """A copy with some options changed (each checked).
+
+        Examples
+        --------
+        >>> TensorOptions().replace(presence="absolute").presence
+        'absolute'
+        """
+        unknown = sorted(set(changes) - set(self.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown tensor option(s) {unknown}; the options are {list(self.__dataclass_fields__)}")
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def gamma_corr_rule(self) -> tuple[str, float]:
+        """``("quantile", level)`` or ``("absolute", threshold)``."""
+        return _gamma_rule(self.gamma_corr)
+
+    @property
+    def gamma_data_rule(self) -> tuple[str, float]:
+        """``("quantile", level)`` or ``("absolute", threshold)``."""
+        return _gamma_rule(self.gamma_data)
+
+    def as_params(self) -> dict[str, Any]:
+        """The options as a plain JSON-serialisable dict (what an :class:`InteractionTensor` records)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "TensorOptions":
+        """The options a tensor's ``params`` record, also from files written before this object
+        existed (``corr_quantile``/``corr_threshold`` and ``presence_quantile``/``presence_threshold``).
+
+        Examples
+        --------
+        >>> TensorOptions.from_params({"corr_quantile": None, "corr_threshold": 0.5}).gamma_corr
+        0.5
+        """
+        given = {k: v for k, v in params.items() if k in cls.__dataclass_fields__}
+        for new, quantile, threshold in (("gamma_corr", "corr_quantile", "corr_threshold"),
+                                         ("gamma_data", "presence_quantile", "presence_threshold")):
+            if params.get(threshold) is not None:
+                given.setdefault(new, params[threshold])
+            elif params.get(quantile) is not None:
+                given.setdefault(new, f"q{float(params[quantile])!r}")
+        return cls(**given)
+
+
+def _legacy_gammas(changes: dict[str, Any]) -> None:
+    """Map the older keyword pairs onto ``gamma_corr`` / ``gamma_data`` in place.
+
+    ``corr_quantile=q`` is ``gamma_corr="q<q>"`` and ``corr_threshold=t`` is ``gamma_corr=t``
+    (the same for ``presence_quantile`` / ``presence_threshold`` and ``gamma_data``); both at once
+    are refused (the threshold used to win silently). ``None`` means not given.
+    """
+    for new, quantile, threshold, low in (("gamma_corr", "corr_quantile", "corr_threshold", 0),
+                                          ("gamma_data", "presence_quantile", "presence_threshold", -1)):
+        q, t = changes.pop(quantile, None), changes.pop(threshold, None)
+        if q is None and t is None:
+            continue
+        if q is not None and t is not None:
+            raise ValueError(f"give {new} once: {quantile}={q!r} and {threshold}={t!r} are both set; pass "
+                             f"{new}={t!r} (the absolute threshold) or {new}='q{q}' (the quantile)")
+        if new in changes:
+            old = f"{quantile}={q!r}" if q is not None else f"{threshold}={t!r}"
+            raise ValueError(f"give {new} once: {new}={changes[new]!r} and its older keyword {old} are both set")
+        if t is not None:
+            changes[new] = check_real(t, threshold, minimum=low, maximum=1, remedy=f"it is the absolute {new}")
+        else:
+            changes[new] = f"q{check_probability(q, quantile)!r}"
+
+
+def _options(options: Any, overrides: Mapping[str, Any]) -> TensorOptions:
+    """``options`` (default :class:`TensorOptions`) with ``overrides`` (older keywords mapped)."""
+    if options is None:
+        options = TensorOptions()
+    elif not isinstance(options, TensorOptions):
+        raise ValueError(f"options must be a TensorOptions (or None for the defaults), got {type(options).__name__}")
+    changes = dict(overrides)
+    _legacy_gammas(changes)
+    return options.replace(**changes) if changes else options
+
+
+#: The book's tensor options per training profile (the parameter cells of chapters 3-7): K = 20
+#: components (lowered to the smallest numerical rank), an absolute gamma_corr of 0.5 and the 0.9
+#: presence quantile for the small models of "tiny" and "cpu"; the paper's K = 50 and 0.99 quantile
+#: of cross-model |C| for "paper".
+PROFILE_OPTIONS: Mapping[str, TensorOptions] = MappingProxyType({
+    "tiny": TensorOptions(n_components=20, cap_at_rank=True, gamma_corr=0.5),
+    "cpu": TensorOptions(n_components=20, cap_at_rank=True, gamma_corr=0.5),
+    "paper": TensorOptions(n_components=50, cap_at_rank=True, gamma_corr="q0.99"),
+})
 
 
 # --------------------------------------------------------------------------- the tensor
@@ -1237,7 +1465,8 @@ class InteractionTensor:
         with its feature's opener (:func:`feature_signs`) when built with ``align_signs=True``,
         all +1 otherwise (and by default). :attr:`n_flipped` counts the -1s.
     params : dict
-        The options that produced the tensor (JSON-serialisable).
+        The options that produced the tensor (JSON-serialisable; :attr:`options` reads them as a
+        :class:`TensorOptions`).
     timings : dict
         Seconds per stage of the build (not saved).
 
@@ -1245,7 +1474,7 @@ class InteractionTensor:
     --------
     >>> import numpy as np
     >>> acts = np.random.default_rng(0).standard_normal((3, 300, 10)).astype(np.float32)
-    >>> it = build_interaction_tensor(acts, n_components=4, corr_threshold=0.5, progress=False)
+    >>> it = build_interaction_tensor(acts, n_components=4, gamma_corr=0.5, progress=False)
     >>> it.n_features, it.feature_frequency().shape
     (12, (12,))
     """
@@ -1370,7 +1599,7 @@ class InteractionTensor:
         per_model : bool, default False
             ``False``: (N,) count over the union of models; ``True``: (M, N), each model's own.
         """
-        if not _check_bool(per_model, "per_model"):
+        if not check_bool(per_model, "per_model"):
             return self.point_feature_matrix().sum(axis=1)
         out = np.empty((self.n_models, self.n_points), dtype=np.int64)
         for m in range(self.n_models):
@@ -1394,17 +1623,27 @@ class InteractionTensor:
         union = size[:, None] + size[None, :] - inter
         return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
+    @property
+    def options(self) -> TensorOptions:
+        """The :class:`TensorOptions` that built this tensor (from :attr:`params`; K as used)."""
+        return TensorOptions.from_params({"n_components": self.n_components, **self.params})
+
+    def _split_rule(self, rule: str | None, method: str | None) -> str:
+        """The split rule asked for, else the one the tensor was built with."""
+        return resolve_split_rule(rule, method=method, default=self.params.get("split_rule", "mixture"))
+
     def dominant_split(self, *, threshold: float | None = None, rule: str | None = None,
                        method: str | None = None) -> tuple[np.ndarray, float]:
-        """Dominant (True) vs rare features by frequency; see :func:`split_frequencies`."""
-        return split_frequencies(self.feature_frequency(), threshold=threshold, rule=rule, method=method)
+        """Dominant (True) vs rare features by frequency; see :func:`split_frequencies` (default rule:
+        the options' ``split_rule``)."""
+        return split_frequencies(self.feature_frequency(), threshold=threshold, rule=self._split_rule(rule, method))
 
     # ---- tidy tables
     def features_table(self, *, threshold: float | None = None, rule: str | None = None,
                        method: str | None = None) -> pd.DataFrame:
         """One row per feature: frequency, log10 frequency, models, components, dominant."""
         freq = self.feature_frequency()
-        dom, _ = split_frequencies(freq, threshold=threshold, rule=rule, method=method)
+        dom, _ = split_frequencies(freq, threshold=threshold, rule=self._split_rule(rule, method))
         flat = self.assignments.ravel()
         first = self.openers
         with np.errstate(divide="ignore"):
@@ -1546,54 +1785,49 @@ def _tensor_bytes(n_models: int, n_points: int, k: int) -> dict[str, int]:
             "correlations": max(4 * n_points * mk + 4 * mk * mk, 13 * mk * mk)}
 
 
-def _assemble(pc: ModelComponents, corr: np.ndarray, *, corr_quantile: float | None,
-              corr_threshold: float | None, presence_quantile: float | None,
-              presence_threshold: float | None, presence: str, presence_scale: str,
-              within_model: bool, align_signs: bool, timings: dict, cluster_cache: dict | None = None,
-              presence_cache: dict | None = None) -> InteractionTensor:
-    """Steps 4-7 on precomputed PCA and signed correlations (shared by the build and the sweeps)."""
+def _assemble(pc: ModelComponents, corr: np.ndarray, options: TensorOptions, *, timings: dict,
+              cache: dict | None = None) -> InteractionTensor:
+    """Steps 4-7 on precomputed PCA and signed correlations (shared by the build and the sweeps).
+
+    ``cache`` (a dict kept between calls on the same ``pc`` and ``corr``) holds each clustering
+    and each presence test, so a sweep computes every distinct one once.
+    """
     mm, _, k = pc.scores.shape
     t0 = time.perf_counter()
-    if corr_threshold is None:
-        if corr_quantile is None:
-            raise ValueError("give corr_quantile or corr_threshold (both are None)")
-        gamma = correlation_threshold(corr, mm, quantile=corr_quantile)
+    kind, value = options.gamma_corr_rule
+    if kind == "quantile":
+        if mm < 2:
+            raise ValueError('a single model has no cross-model correlations to take a quantile over: pass an '
+                             'absolute gamma_corr (e.g. gamma_corr=0.5)')
+        gamma = correlation_threshold(corr, mm, quantile=value)
     else:
-        gamma = float(np.float32(_check_fraction(corr_threshold, "corr_threshold")))
+        gamma = float(np.float32(value))
     t1 = time.perf_counter()
-    key = (gamma, within_model)
-    if cluster_cache is not None and key in cluster_cache:
-        assign, best, openers = cluster_cache[key]
+    key = ("cluster", gamma, options.within_model)
+    if cache is not None and key in cache:
+        assign, best, openers = cache[key]
     else:
-        assign, best, openers = cluster_components(corr, gamma, n_models=mm, within_model=within_model,
+        assign, best, openers = cluster_components(corr, gamma, n_models=mm, within_model=options.within_model,
                                                    return_openers=True)
-        if cluster_cache is not None:
-            cluster_cache[key] = (assign, best, openers)
-    signs = feature_signs(corr, assign, openers).reshape(mm, k) if align_signs else np.ones((mm, k), np.int8)
+        if cache is not None:
+            cache[key] = (assign, best, openers)
+    signs = (feature_signs(corr, assign, openers).reshape(mm, k) if options.align_signs
+             else np.ones((mm, k), np.int8))
     t2 = time.perf_counter()
-    pkey = (presence_quantile if presence_threshold is None else None, presence_threshold,
-            presence, presence_scale, signs.tobytes() if presence == "signed" else None)
-    if presence_cache is not None and pkey in presence_cache:
-        pres, pthr = presence_cache[pkey]
+    pkind, pvalue = options.gamma_data_rule
+    pkey = ("presence", pkind, pvalue, options.presence, options.presence_scale,
+            signs.tobytes() if options.presence == "signed" else None)
+    if cache is not None and pkey in cache:
+        pres, pthr = cache[pkey]
     else:
-        pres, pthr = component_presence(pc.scores, quantile=presence_quantile, threshold=presence_threshold,
-                                        rule=presence, scale=presence_scale, signs=signs)
-        if presence_cache is not None:
-            presence_cache[pkey] = (pres, pthr)
+        pres, pthr = component_presence(pc.scores, quantile=pvalue if pkind == "quantile" else None,
+                                        threshold=pvalue if pkind == "absolute" else None,
+                                        rule=options.presence, scale=options.presence_scale, signs=signs)
+        if cache is not None:
+            cache[pkey] = (pres, pthr)
     t3 = time.perf_counter()
     timings.update(threshold=t1 - t0, cluster=t2 - t1, presence=t3 - t2)
-    params = {
-        "n_components": int(k),
-        "center": bool(pc.center),
-        "corr_quantile": None if corr_threshold is not None else float(corr_quantile),
-        "corr_threshold": None if corr_threshold is None else float(corr_threshold),
-        "presence_quantile": None if presence_threshold is not None else float(presence_quantile),
-        "presence_threshold": None if presence_threshold is None else float(presence_threshold),
-        "presence": presence,
-        "presence_scale": presence_scale,
-        "within_model": bool(within_model),
-        "align_signs": bool(align_signs),
-    }
+    params = {**options.as_params(), "n_components": int(k), "center": bool(pc.center)}
     return InteractionTensor(
         presence=pres,
         assignments=assign.reshape(mm, k),
@@ -1609,34 +1843,58 @@ def _assemble(pc: ModelComponents, corr: np.ndarray, *, corr_quantile: float | N
     )
 
 
-def _check_build_options(*, corr_quantile: Any, corr_threshold: Any, presence_quantile: Any,
-                         presence_threshold: Any, presence: Any, presence_scale: Any, within_model: Any,
-                         align_signs: Any) -> None:
-    """Every option of build_interaction_tensor (and the sweeps) checked before any work."""
-    _check_choice(presence, "presence rule", PRESENCE_RULES)
-    _check_choice(presence_scale, "presence_scale", PRESENCE_SCALES)
-    _check_bool(within_model, "within_model")
-    _check_bool(align_signs, "align_signs")
-    if corr_threshold is None:
-        if corr_quantile is None:
-            raise ValueError("give corr_quantile or corr_threshold (both are None)")
-        _check_fraction(corr_quantile, "corr_quantile")
-    else:
-        _check_fraction(corr_threshold, "corr_threshold")
-    if presence_threshold is None:
-        if presence_quantile is None:
-            raise ValueError("give presence_quantile or presence_threshold (both are None)")
-        _check_fraction(presence_quantile, "presence_quantile")
-    else:
-        _check_number(presence_threshold, "presence_threshold", low=-1.0, high=1.0)
+def assemble_tensor(components: ModelComponents, corr: np.ndarray | None = None,
+                    options: TensorOptions | None = None, *, cache: dict | None = None,
+                    **overrides: Any) -> InteractionTensor:
+    """Steps 3-6 of Algorithm 1 on precomputed principal components (and correlations).
+
+    What :func:`build_interaction_tensor` does after the PCA; a study that varies the
+    clustering or the presence test computes the PCA and the correlations once and calls this
+    for every setting (:func:`ift_core.observations.sweep_thresholds` does).
+
+    Parameters
+    ----------
+    components : ModelComponents
+        From :func:`principal_components`; ``n_components`` and ``center`` come from it (those
+        of ``options`` are not used).
+    corr : ndarray (M*K, M*K), optional
+        Its :func:`component_correlations` (computed when omitted).
+    options : TensorOptions, optional
+        Default :class:`TensorOptions`; ``**overrides`` change single options (and accept the
+        older keywords, as :func:`build_interaction_tensor` does).
+    cache : dict, optional
+        A dict kept between calls on the same ``components`` and ``corr``: each distinct
+        clustering and presence test is then computed once.
+
+    Returns
+    -------
+    InteractionTensor
+        Equal, bit for bit, to :func:`build_interaction_tensor` with the same options.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> acts = np.random.default_rng(1).standard_normal((3, 300, 6))
+    >>> pc, cache = principal_components(acts, n_components=4, progress=False), {}
+    >>> tensors = [assemble_tensor(pc, gamma_corr=g, cache=cache) for g in (0.1, 0.9)]
+    >>> tensors[1].equals(build_interaction_tensor(acts, n_components=4, gamma_corr=0.9, progress=False))
+    True
+    """
+    if not isinstance(components, ModelComponents):
+        raise ValueError(f"components must be a ModelComponents (from principal_components), got "
+                         f"{type(components).__name__}")
+    opts = _options(options, overrides)
+    if cache is not None and not isinstance(cache, dict):
+        raise ValueError(f"cache must be a dict (kept between calls) or None, got {type(cache).__name__}")
+    corr = component_correlations(components) if corr is None else _check_corr(corr)
+    mk = components.n_models * components.n_components
+    if corr.shape != (mk, mk):
+        raise ValueError(f"corr must have shape {(mk, mk)} to match the components, got {corr.shape}")
+    return _assemble(components, corr, opts, timings={}, cache=cache)
 
 
-def build_interaction_tensor(activations: Any, *, n_components: int | str = 50,
-                             corr_quantile: float | None = 0.99, corr_threshold: float | None = None,
-                             presence_quantile: float | None = 0.9, presence_threshold: float | None = None,
-                             center: bool = True, presence: str = "signed", presence_scale: str = "column",
-                             within_model: bool = True, align_signs: bool = True,
-                             progress: bool = True) -> InteractionTensor:
+def build_interaction_tensor(activations: Any, options: TensorOptions | None = None, *, progress: bool = True,
+                             **overrides: Any) -> InteractionTensor:
     """Algorithm 1: cluster the models' principal components into features; mark their presence.
 
     Parameters
@@ -1648,39 +1906,23 @@ def build_interaction_tensor(activations: Any, *, n_components: int | str = 50,
         numerical rank raise ``ValueError`` naming the model, as do sizes whose arrays (the
         (MK x MK) correlation matrix above all) will not fit in memory, before any work.
         Constant (dead) units are allowed: they only lower the rank.
-    n_components : int or "rank", default 50
-        K, principal components per model; ``"rank"`` = the smallest numerical rank.
-    corr_quantile : float, default 0.99
-        gamma_corr as this quantile of |C| over cross-model pairs (see
-        :func:`correlation_threshold`). A single model has no such pairs and needs
-        ``corr_threshold``.
-    corr_threshold : float, optional
-        Absolute gamma_corr in [0, 1]; overrides ``corr_quantile``.
-    presence_quantile : float, default 0.9
-        gamma_data as this per-model quantile of the normalised scores.
-    presence_threshold : float, optional
-        Absolute gamma_data on the normalised scale; overrides ``presence_quantile``.
-    center : bool, default True
-        Centred PCA (see :func:`principal_components`).
-    presence : {"signed", "absolute"}, default "signed"
-        Compare the signed normalised score (the sign convention makes each component's long
-        tail positive) or its magnitude.
-    presence_scale : {"column", "model"}, default "column"
-        Normalise each column by its own max |value| (paper) or by the model's.
-    within_model : bool, default True
-        Let components of the same model join one feature (see :func:`cluster_components`).
-    align_signs : bool, default True
-        Before the presence test, orient every member of a feature by the sign of its
-        correlation with the feature's opener (:func:`feature_signs`), so that all members mark
-        the same tail. ``False`` is Algorithm 1 as written (and the third-party code): an
-        anti-correlated member then marks the opposite points. The signs used are kept in
-        ``signs``; ``n_flipped`` counts the flipped members.
+    options : TensorOptions, optional
+        Every option of the tensor (default :class:`TensorOptions`: K = 50, gamma_corr the 0.99
+        quantile of cross-model |C|, gamma_data the 0.9 quantile, signed presence on each
+        column's scale, aligned signs, centred PCA).
     progress : bool, default True
         tqdm progress bar over the models' PCA.
+    **overrides
+        Single options changed on ``options`` (``n_components=20``, ``gamma_corr=0.5``, ...; see
+        :class:`TensorOptions`). The older keywords still work: ``corr_quantile=q`` is
+        ``gamma_corr="q<q>"``, ``corr_threshold=t`` is ``gamma_corr=t``, and
+        ``presence_quantile`` / ``presence_threshold`` set ``gamma_data`` the same way; a
+        quantile and a threshold together are refused.
 
     Returns
     -------
     InteractionTensor
+        Its ``params`` record the options (:meth:`InteractionTensor.options` gives them back).
 
     Examples
     --------
@@ -1689,34 +1931,30 @@ def build_interaction_tensor(activations: Any, *, n_components: int | str = 50,
     >>> shared = rng.standard_normal((400, 3)) * [5.0, 3.0, 2.0]
     >>> acts = [np.c_[shared, rng.standard_normal((400, 5)) * 0.1] @ np.linalg.qr(rng.standard_normal((8, 8)))[0]
     ...         for _ in range(3)]
-    >>> it = build_interaction_tensor(acts, n_components=3, corr_threshold=0.9, progress=False)
+    >>> it = build_interaction_tensor(acts, n_components=3, gamma_corr=0.9, progress=False)
     >>> it.n_features, it.models_per_feature().tolist()
     (3, [3, 3, 3])
+    >>> opts = TensorOptions(n_components=3, gamma_corr=0.9)
+    >>> build_interaction_tensor(acts, opts, progress=False).equals(it)
+    True
     """
-    _check_build_options(corr_quantile=corr_quantile, corr_threshold=corr_threshold,
-                         presence_quantile=presence_quantile, presence_threshold=presence_threshold,
-                         presence=presence, presence_scale=presence_scale, within_model=within_model,
-                         align_signs=align_signs)
-    center = _check_bool(center, "center")
-    progress = _check_bool(progress, "progress")
+    opts = _options(options, overrides)
+    progress = check_bool(progress, "progress")
     models = _as_model_list(activations)
     mm = len(models)
-    if mm == 1 and corr_threshold is None:
+    if mm == 1 and opts.gamma_corr_rule[0] == "quantile":
         raise ValueError(
-            "a single model has no cross-model correlations to take corr_quantile over: "
-            "pass an absolute corr_threshold (each component then stays its own feature "
-            "unless within_model correlations exceed it)"
+            "a single model has no cross-model correlations to take a quantile over: pass an absolute "
+            "gamma_corr (e.g. gamma_corr=0.5; each component then stays its own feature unless within_model "
+            "correlations exceed it)"
         )
     t0 = time.perf_counter()
-    pc = _principal_components(models, n_components=n_components, center=center, progress=progress,
-                               later=lambda n, k: _tensor_bytes(mm, n, k))
+    pc = _principal_components(models, n_components=opts.n_components, cap_at_rank=opts.cap_at_rank,
+                               center=opts.center, progress=progress, later=lambda n, k: _tensor_bytes(mm, n, k))
     t1 = time.perf_counter()
     corr = component_correlations(pc)
     t2 = time.perf_counter()
     timings = {"pca": t1 - t0, "correlation": t2 - t1}
-    it = _assemble(pc, corr, corr_quantile=corr_quantile, corr_threshold=corr_threshold,
-                   presence_quantile=presence_quantile, presence_threshold=presence_threshold,
-                   presence=presence, presence_scale=presence_scale, within_model=within_model,
-                   align_signs=align_signs, timings=timings)
+    it = _assemble(pc, corr, opts, timings=timings)
     timings["total"] = time.perf_counter() - t0
     return it

@@ -67,10 +67,10 @@ print(f"{M} seeds of {config.arch} on {config.data.name}: activations (M, N, D) 
 # %%
 ranks = ift.numerical_rank(A)
 print("numerical rank per model:", ranks.tolist())
-K = int(min(n_components, ranks.min()))
+pc = ift.principal_components(A, n_components=n_components, cap_at_rank=True, center=center, progress=False)
+K = pc.n_components
 if K < n_components:
     print(f"n_components lowered from {n_components} to {K} (the smallest rank)")
-pc = ift.principal_components(A, n_components=K, center=center, progress=False)
 print(f"scores {pc.scores.shape}; the top K={K} components explain "
       f"{pc.explained_variance_ratio.sum(axis=1).mean():.1%} of the variance on average")
 tplots.explained_variance(pc)
@@ -160,7 +160,8 @@ print(f"{int((signs < 0).sum())} of {n_members} members anti-correlated with the
 # `build_interaction_tensor` does steps 2-7 in one call, and equals the steps above.
 
 # %%
-it = ift.build_interaction_tensor(A, n_components=K, corr_quantile=corr_quantile, corr_threshold=corr_threshold,
+gamma_corr = f"q{corr_quantile}" if corr_threshold is None else corr_threshold  # as the parameter cell says
+it = ift.build_interaction_tensor(A, n_components=K, gamma_corr=gamma_corr,
                                   presence_quantile=presence_quantile, presence=presence,
                                   presence_scale=presence_scale, center=center, align_signs=align_signs,
                                   progress=False)
@@ -182,7 +183,7 @@ plt.show()
 # alignment, split by whether the member is anti-correlated with the opener.
 
 # %%
-other = ift.build_interaction_tensor(A, n_components=K, corr_quantile=corr_quantile, corr_threshold=corr_threshold,
+other = ift.build_interaction_tensor(A, n_components=K, gamma_corr=gamma_corr,
                                      presence_quantile=presence_quantile, presence=presence,
                                      presence_scale=presence_scale, center=center, align_signs=not align_signs,
                                      progress=False)

@@ -30,7 +30,7 @@ presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised pr
 presence = "signed"        # presence test on the "signed" or "absolute" normalised value
 presence_scale = "column"  # normalise by each component's max ("column", paper) or the model's max ("model")
 align_signs = True         # orient every member of a feature like its opener before the presence test (chapter 3)
-split_rule = "mixture"     # dominant/rare split: "mixture" (two modes of log frequency by BIC), "largest_gap" or "otsu"
+split_rule = "mixture"     # dominant/rare split: "mixture" (two modes of log frequency by BIC), "largest_spacing" or "otsu"
 split_threshold: Optional[float] = None  # dominant: more points than this; None: found by split_rule
 n_bootstrap = 2000         # bootstrap resamples (over features) for the skewness interval
 
@@ -48,10 +48,11 @@ from ift_core.plots import tensor as tplots
 config = train.get_profile(profile, **({"n_models": n_models} if n_models is not None else {}))
 ensemble = train.train_ensemble(config, progress=False)
 acts = activations.ensemble_activations(ensemble, split="test", progress=False)
-K = int(min(n_components, ift.numerical_rank(acts.activations).min()))
-options = dict(n_components=K, corr_quantile=corr_quantile, corr_threshold=corr_threshold,
+gamma_corr = f"q{corr_quantile}" if corr_threshold is None else corr_threshold  # as the parameter cell says
+options = dict(n_components=n_components, cap_at_rank=True, gamma_corr=gamma_corr,
                presence_quantile=presence_quantile, presence=presence, align_signs=align_signs, progress=False)
 it = ift.build_interaction_tensor(acts.activations, presence_scale=presence_scale, **options)
+K = it.n_components
 print(f"{config.arch} on {config.data.name}: {it}")
 
 # %% [markdown]
@@ -60,7 +61,7 @@ print(f"{config.arch} on {config.data.name}: {it}")
 # **What decides the verdict.** The skewness of feature frequency, with a percentile bootstrap
 # interval over features: O1 holds when the whole interval lies above zero. It needs no split of
 # the features into dominant and rare, so no choice of split rule can decide it (the
-# largest-gap rule split off a single feature on an earlier run of this book and called the
+# largest-spacing rule split off a single feature on an earlier run of this book and called the
 # other 111 of 112 dominant).
 # And one outlying feature cannot decide it either: each feature is missing from about 37 % of
 # the bootstrap resamples, so the lower end of the interval comes from resamples without it.
@@ -80,7 +81,7 @@ pd.Series(o1.stats).to_frame("value")
 
 # %% [markdown]
 # The three split rules side by side, so that the split is not a hidden choice: the mixture
-# (default), the largest gap in log frequency (the paper's picture of two modes, which a single
+# (default), the widest spacing of log frequency (the paper's picture of two modes, which a single
 # outlying feature captures) and Otsu's rule (maximal between-group variance, which always
 # splits). The verdict column is the same for all three, since the split does not enter it.
 

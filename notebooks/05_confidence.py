@@ -47,11 +47,11 @@ from ift_core.plots import tensor as tplots
 config = train.get_profile(profile, **({"n_models": n_models} if n_models is not None else {}))
 ensemble = train.train_ensemble(config, progress=False)
 acts = activations.ensemble_activations(ensemble, split="test", progress=False)
-rank = int(ift.numerical_rank(acts.activations).min())
-K = int(min(n_components, rank))
-options = dict(corr_quantile=corr_quantile, corr_threshold=corr_threshold, presence_quantile=presence_quantile,
+gamma_corr = f"q{corr_quantile}" if corr_threshold is None else corr_threshold  # as the parameter cell says
+options = dict(cap_at_rank=True, gamma_corr=gamma_corr, presence_quantile=presence_quantile,
                presence=presence, presence_scale=presence_scale, align_signs=align_signs, progress=False)
-it = ift.build_interaction_tensor(acts.activations, n_components=K, **options)
+it = ift.build_interaction_tensor(acts.activations, n_components=n_components, **options)
+K = it.n_components
 probs, labels = acts.probs, acts.labels
 print(f"{config.arch} on {config.data.name}: {it}; ensemble accuracy of single seeds "
       f"{(acts.preds == labels).mean():.3f}")
@@ -85,10 +85,12 @@ pd.DataFrame(rows).set_index("features counted").round(4)
 
 # %%
 rows = []
-for k in sorted({min(k, rank) for k in compare_components}):
+for k in sorted(compare_components):
     t = ift.build_interaction_tensor(acts.activations, n_components=k, **options)
+    if any(row["K"] == t.n_components for row in rows):
+        continue  # k was lowered to the rank, like a smaller one before it
     o = obs.o2_features_vs_confidence(t, probs, labels, per_model=per_model, confidence_level=confidence_level)
-    rows.append({"K": k, "T": t.n_features, "rho": o.statistic, "low": o.ci[0], "high": o.ci[1], "holds": o.holds})
+    rows.append({"K": t.n_components, "T": t.n_features, "rho": o.statistic, "low": o.ci[0], "high": o.ci[1], "holds": o.holds})
 by_k = pd.DataFrame(rows)
 fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
 ax.errorbar(by_k["K"], by_k["rho"], yerr=[by_k["rho"] - by_k["low"], by_k["high"] - by_k["rho"]], marker="o")

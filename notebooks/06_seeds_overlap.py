@@ -30,7 +30,7 @@ presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised pr
 presence = "signed"        # presence test on the "signed" or "absolute" normalised value
 presence_scale = "column"  # normalise by each component's max ("column", paper) or the model's max ("model")
 align_signs = True         # orient every member of a feature like its opener before the presence test (chapter 3)
-split_rule = "mixture"     # dominant/rare split: "mixture" (two modes of log frequency by BIC), "largest_gap" or "otsu"
+split_rule = "mixture"     # dominant/rare split: "mixture" (two modes of log frequency by BIC), "largest_spacing" or "otsu"
 n_permutations = 999       # Mantel permutations for O4's p-value
 confidence_level = 0.95    # for the confidence intervals
 
@@ -47,11 +47,12 @@ from ift_core.plots import tensor as tplots
 config = train.get_profile(profile, **({"n_models": n_models} if n_models is not None else {}))
 ensemble = train.train_ensemble(config, progress=False)
 acts = activations.ensemble_activations(ensemble, split="test", progress=False)
-K = int(min(n_components, ift.numerical_rank(acts.activations).min()))
-it = ift.build_interaction_tensor(acts.activations, n_components=K, corr_quantile=corr_quantile,
-                                  corr_threshold=corr_threshold, presence_quantile=presence_quantile,
+gamma_corr = f"q{corr_quantile}" if corr_threshold is None else corr_threshold  # as the parameter cell says
+it = ift.build_interaction_tensor(acts.activations, n_components=n_components, cap_at_rank=True,
+                                  gamma_corr=gamma_corr, presence_quantile=presence_quantile,
                                   presence=presence, presence_scale=presence_scale, align_signs=align_signs,
                                   progress=False)
+K = it.n_components
 print(f"{config.arch} on {config.data.name}: {it}")
 
 # %% [markdown]

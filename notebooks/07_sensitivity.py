@@ -32,7 +32,7 @@ corr_thresholds = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]     # gamma_corr as absolute va
 presence_quantiles = [0.8, 0.85, 0.9, 0.95]          # gamma_data as per-model quantiles
 presence = "signed"        # presence test on the "signed" or "absolute" normalised value
 align_signs = [True, False]                          # sign alignment of a feature's members (True: this book's rule; False: Algorithm 1 as written)
-split_rules = ["mixture", "largest_gap", "otsu"]     # dominant/rare split rules (O1 reports the split, O3 uses it)
+split_rules = ["mixture", "largest_spacing", "otsu"]     # dominant/rare split rules (O1 reports the split, O3 uses it)
 n_bootstrap = 500          # bootstrap resamples for O1's skewness interval at each grid point
 compare_components = [10, 20, 40]  # K values compared at the paper's thresholds and at corr_threshold_for_k
 corr_threshold_for_k = 0.5         # absolute gamma_corr used in the K comparison (beside the 0.99 quantile)
@@ -51,9 +51,8 @@ from ift_core.plots import tensor as tplots
 config = train.get_profile(profile, **({"n_models": n_models} if n_models is not None else {}))
 ensemble = train.train_ensemble(config, progress=False)
 acts = activations.ensemble_activations(ensemble, split="test", progress=False)
-rank = int(ift.numerical_rank(acts.activations).min())
-K = int(min(n_components, rank))
-pc = ift.principal_components(acts.activations, n_components=K, progress=False)
+pc = ift.principal_components(acts.activations, n_components=n_components, cap_at_rank=True, progress=False)
+K = pc.n_components
 extra = dict(probs=acts.probs, labels=acts.labels, preds=acts.preds, presence=presence, align_signs=align_signs,
              split_rule=split_rules, n_bootstrap=n_bootstrap, progress=False)
 print(f"{config.arch} on {config.data.name}: M={pc.n_models}, N={pc.n_points}, K={K}")
@@ -130,11 +129,13 @@ axes_table.round(3)
 
 # %%
 rows = []
-for k in sorted({min(k, rank) for k in compare_components}):
-    pck = ift.principal_components(acts.activations, n_components=k, progress=False)
+for k in sorted(compare_components):
+    pck = ift.principal_components(acts.activations, n_components=k, cap_at_rank=True, progress=False)
+    if any(r["K"].iloc[0] == pck.n_components for r in rows):
+        continue  # k was lowered to the rank, like a smaller one before it
     df = obs.sweep_thresholds(pck, corr_quantiles=[0.99], corr_thresholds=[corr_threshold_for_k],
                               presence_quantiles=[0.9], **extra)
-    rows.append(df.assign(K=k))
+    rows.append(df.assign(K=pck.n_components))
 by_k = pd.concat(rows, ignore_index=True)
 by_k_default = by_k.align_signs & (by_k.split_rule == split_rules[0])
 by_k.loc[by_k_default, ["K", "corr_rule", "gamma_corr", "T", "frac_singletons", "n_flipped", "o1_skew", "o1_low",

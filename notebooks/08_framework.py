@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ift_core import theory as th
-from ift_core.plots import theory as tplots
+from ift_core.plots import theory as theory_plots
 
 sizes = {"tiny": (12, 30), "cpu": (60, 150), "paper": (200, 400)}
 if profile not in sizes:
@@ -119,7 +119,7 @@ settings = th.random_models(n_settings, seed=seed, n_groups=(2, 3, 4), n_classes
                             p_systematic=(0.0, 0.6), n_train=(20, 60, 300)) + [model]
 comparison = th.compare_with_simulation(settings, n_reps=n_reps, n_models=n_models, n_points=n_points,
                                         seed=seed, progress=False)
-tplots.plot_closed_vs_simulation(comparison);
+theory_plots.plot_closed_vs_simulation(comparison);
 
 # %%
 summary = (comparison.assign(regime=lambda d: np.where(d["n_classes"] > 2, "K>2", "K=2") + ", " + d["training"]

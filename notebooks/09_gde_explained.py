@@ -20,7 +20,7 @@
 # book's formalization (Definitions §3, used by chapters 8, 10, 11 and 12) contradicts the caption:
 # it has a training set of size $N$, a feature can be learned only if it occurs in training, and at
 # realistic $N$ every dominant feature is seen, so $t_d$ drops out. So this chapter does not test
-# one reading: it solves several exactly (`ift_core.readings`, each checked against its own Monte
+# one reading: it solves several exactly (`ift_core.theory.readings`, each checked against its own Monte
 # Carlo simulation in `tests/test_readings.py`), tests each against each of the paper's statements
 # on a grid of base settings, and lets that table choose the reading this chapter shows. Every
 # other reading is one parameter away (`reading`, `weighting`, `coupling` below).
@@ -28,7 +28,7 @@
 # %% tags=["parameters"]
 from typing import Optional
 profile = "cpu"  # "tiny", "cpu" or "paper"; sets the grid of bases (tiny 32, cpu 128, paper 6,561)
-reading: Optional[str] = None  # None: the reading the statements table chooses; else one of ift_core.readings.READINGS
+reading: Optional[str] = None  # None: the reading the statements table chooses; else one of ift_core.theory.readings.READINGS
 weighting: Optional[str] = None  # None: the table's choice; else "free", "equal_frequency", "frequency_ratio", "mixture"
 coupling: Optional[str] = None  # None: the table's choice; else "same_factor", "equal_values", "inverse_factor"
 training = "shared"  # "shared" (DiffInit-like) or "independent" (DiffData-like); readings with a training set
@@ -51,9 +51,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ift_core import readings as rd
+from ift_core.theory import readings as rd
 from ift_core.plots import readings as rplots
-from ift_core.plots import theory as tplots
+from ift_core.plots import theory as theory_plots
 
 pd.set_option("display.max_rows", 200)
 if profile not in ("tiny", "cpu", "paper"):
@@ -61,7 +61,7 @@ if profile not in ("tiny", "cpu", "paper"):
 size = {"tiny": "tiny", "cpu": "quick", "paper": "full"}[profile]
 n_values = n_values or {"tiny": 6, "cpu": 25, "paper": 50}[profile]
 grid = rd.region(size)
-print(f"criteria (defined once, ift_core.readings.CRITERIA): {rd.CRITERIA}")
+print(f"criteria (defined once, ift_core.theory.readings.CRITERIA): {rd.CRITERIA}")
 print(f"grid of bases ({len(rd.bases(grid))}):", grid)
 
 # %% [markdown]
@@ -185,13 +185,13 @@ ranges = {
     "alpha_d": np.linspace(0, 1, n_values), "n_train": _ints(10, 100 * n_train),
 }
 single = rd.sweeps(ranges, base=base, **kw)
-tplots.plot_sweeps(single, ncols=4, show_gap=True);
+theory_plots.plot_sweeps(single, ncols=4, show_gap=True);
 
 # %%
 mine = rd.caption_sweeps(base, coupling=chosen["coupling"], factors=np.geomspace(0.5, 16, n_values), **kw)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-tplots.plot_coupled_sweep(mine[mine["lead"] == "t_r"], ax=axes[0])
-tplots.plot_coupled_sweep(mine[mine["lead"] == "n_r"], ax=axes[1])
+theory_plots.plot_coupled_sweep(mine[mine["lead"] == "t_r"], ax=axes[0])
+theory_plots.plot_coupled_sweep(mine[mine["lead"] == "n_r"], ax=axes[1])
 fig.tight_layout()
 
 # %% [markdown]

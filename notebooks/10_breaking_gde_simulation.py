@@ -43,7 +43,7 @@ import pandas as pd
 
 from ift_core import gde
 from ift_core import theory as th
-from ift_core.plots import theory as tplots
+from ift_core.plots import theory as theory_plots
 
 if profile not in ("tiny", "cpu", "paper"):
     raise ValueError(f"profile must be 'tiny', 'cpu' or 'paper', got {profile!r}")
@@ -115,7 +115,7 @@ measured.round(4)
 fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 4.4))
 for ax, (kind, m) in zip(np.atleast_1d(axes), models.items()):
     sim = sims[kind]
-    tplots.plot_vote_reliability(th.vote_calibration(m, n_models=n_models),
+    theory_plots.plot_vote_reliability(th.vote_calibration(m, n_models=n_models),
                                  empirical=th.empirical_vote_calibration(sim.predictions, sim.labels,
                                                                          n_classes=n_classes), ax=ax, label=kind)
     ax.set_title(f"{kind}: dis - err = {m.gde_gap():+.3f}")
@@ -133,7 +133,7 @@ fig.tight_layout()
 # %%
 n_grid = 11 if profile == "tiny" else 41
 plane = th.grid(base=models["keeps_gde"], p_r=np.linspace(0.0, 1.0, n_grid), p_systematic=np.linspace(0.0, 1.0, n_grid))
-tplots.plot_gap_map(plane, "p_r", "p_systematic");
+theory_plots.plot_gap_map(plane, "p_r", "p_systematic");
 print(f"dis > err on {100 * (plane['gap'] > 1e-4).mean():.0f}% of the plane, "
       f"dis < err on {100 * (plane['gap'] < -1e-4).mean():.0f}%")
 

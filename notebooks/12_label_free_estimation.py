@@ -53,9 +53,8 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy.special import softmax
 
-from ift_core import activations, data, gde, train
+from ift_core import experiments, gde, train
 from ift_core.plots import gde as gde_plots
 
 pd.set_option("display.precision", 3)
@@ -80,28 +79,17 @@ print("test accuracy per seed:    ", np.round(ensemble.test_accuracy, 3))
 # its label is ever scored.
 
 # %%
-clean = activations.ensemble_activations(ensemble, split="test", progress=False)
-probs_all, labels_all = clean.probs.astype(np.float64), np.asarray(clean.labels)
-n_test = len(labels_all)
-order = np.random.default_rng(split_seed).permutation(n_test)
-n_source = int(round(source_fraction * n_test))
-source_pos, target_pos = np.sort(order[:n_source]), np.sort(order[n_source:])
-source = (probs_all[:, source_pos], labels_all[source_pos])
-
-shift_kinds = [s.strip() for s in str(shifts).split(",") if s.strip()]
-shift_levels = [int(s) for s in str(severities).split(",") if s.strip()]
-target_images = test_set.take(target_pos)
-targets = {"clean": (probs_all[:, target_pos], labels_all[target_pos])}
-for kind in shift_kinds:
-    for severity in shift_levels:
-        shifted = data.corrupt(target_images, kind, severity, seed=shift_seed)
-        _, logits = activations.extract_activations(ensemble.models, shifted.x)
-        targets[f"{kind}-{severity}"] = (softmax(logits.astype(np.float64), axis=-1), shifted.y.numpy())
-print(f"source: {n_source} labeled points; {len(targets)} targets of {len(target_pos)} points each")
+study = experiments.label_free_study(ensemble, shifts=shifts, severities=severities, source_fraction=source_fraction,
+                                     split_seed=split_seed, shift_seed=shift_seed, level=level)
+targets, labels_all = study.targets, study.labels
+shift_levels = list(study.severities)
+print(f"source: {len(study.source_points)} labeled points; {len(targets)} targets of {len(study.target_points)} "
+      "points each")
 
 # %% [markdown]
 # ## Error, disagreement and the CACE bound on every test set
 #
+# `experiments.label_free_study` computes every table of this chapter (`ift_core.experiments.label_free`).
 # `gde.gde_summary` gives, per test set, the mean test error of the seeds, their mean pairwise
 # disagreement (over distinct pairs), the CACE of the vote ensemble, and the two diagnostics.
 # The bound of the GDE paper is exact for the *plug-in* disagreement (two seeds drawn with
@@ -110,23 +98,20 @@ print(f"source: {n_source} labeled points; {len(targets)} targets of {len(target
 # method `"both"`) covers both a new test sample and new seeds; it does not cover GDE's own
 # bias, which is exactly what this table measures.
 
-# %% tags=["solution"] student="for every test set, summarise error, disagreement, CACE and the diagnostics with gde.gde_summary and add the interval of the disagreement (gde.estimate_error), into the table `table`"
-rows = {}
-for name, (p, y) in targets.items():
-    preds = p.argmax(axis=2)
-    summary = gde.gde_summary(preds, y, K)
-    interval = gde.estimate_error(preds, method="both", level=level)
-    summary["dis_low"], summary["dis_high"] = interval.low, interval.high
-    rows[name] = summary
-full_preds = probs_all.argmax(axis=2)
-rows["clean (full test set)"] = gde.gde_summary(full_preds, labels_all, K)
-full_interval = gde.estimate_error(full_preds, method="both", level=level)
-rows["clean (full test set)"]["dis_low"] = full_interval.low
-rows["clean (full test set)"]["dis_high"] = full_interval.high
-table = pd.DataFrame(rows).T
+# %%
+table, full_interval, full_preds = study.table, study.full_interval, study.full_predictions
 columns = ["error", "disagreement", "dis_low", "dis_high", "dis_over_err", "disagreement_iid", "cace",
            "bound_holds", "same_wrong_rate", "counterfactual_disagreement", "all_wrong"]
 table[columns]
+
+# %% [markdown]
+# The clean row's two headline numbers, computed directly from the seeds' predictions: the mean
+# test error of one seed and the mean disagreement of two.
+
+# %% tags=["solution"] student="compute the clean test set's mean test error `err` and mean pairwise disagreement `dis` of the seeds from `full_preds` (M x N) and `labels_all` with ift_core.gde, and print both with their ratio"
+err = float(gde.test_error(full_preds, labels_all))
+dis = float(gde.disagreement(full_preds))
+print(f"clean test set: test error {err:.4f}, disagreement {dis:.4f}, dis/err {dis / err:.2f}")
 
 # %% [markdown]
 # Each point below is one test set (bars: the range of the single seeds' errors); on the
@@ -171,14 +156,11 @@ diag
 # %% [markdown]
 # ## GDE against the baselines
 #
-# `gde.compare_estimators` fits every estimator on the labeled source half and scores it on
-# each target against the true mean test error of the seeds.
+# `gde.compare_estimators` (inside the study) fits every estimator on the labeled source half and
+# scores it on each target against the true mean test error of the seeds.
 
 # %%
-comparison = gde.compare_estimators(source, targets)
-pivot = comparison.pivot(index="target", columns="method", values="abs_error").loc[list(targets)]
-pivot.loc["mean over shifts"] = pivot.drop(index="clean").mean() if len(pivot) > 1 else pivot.loc["clean"]
-signed = comparison.pivot(index="target", columns="method", values="signed_error").loc[list(targets)]
+comparison, pivot, signed = study.comparison, study.pivot, study.signed
 fig = gde_plots.estimator_comparison(comparison)
 fig.axes[0].set_title("|estimate - true test error| per method and test set")
 print("signed error (estimate - true error):")

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from ift_core import experiments as ex
-from ift_core import theory
+from ift_core import gde, theory
+from ift_core.experiments import prediction, subpopulation
 from ift_core.data import (DataConfig, apply_transform, load_data, load_split, make_subpopulation_data,
                            parse_subpopulation_transform, subpopulation_examples)
 
@@ -134,6 +135,8 @@ def test_tensor_view_is_consistent(sweep):
     for r, it in sweep.tensors.items():
         rows = t[t.rarity == r]
         assert (rows["tensor_features"] == it.n_features).all()
+        assert (rows["tensor_components"] == it.n_components).all()
+        assert it.options == ex.SWEEP_TENSOR_OPTIONS.replace(n_components=it.n_components)
         assert it.n_points == 2 * 450
         nsub = rows["tensor_sub_features"].iloc[0]
         assert 0 <= nsub <= it.n_features
@@ -144,18 +147,23 @@ def test_tensor_view_is_consistent(sweep):
 
 
 def test_tensor_view_lowers_components_to_the_smallest_rank():
-    """A model with dead units has fewer usable components than asked for: the view uses
-    the smallest numerical rank (tensor.numerical_rank) instead of failing."""
+    """A model with dead units has fewer usable components than asked for: the view's options
+    (cap_at_rank) use the smallest numerical rank (tensor.numerical_rank) instead of failing."""
     rng = np.random.default_rng(0)
     acts = rng.standard_normal((3, 80, 12)).astype(np.float32)
     acts[1, :, 4:] = 0.0  # model 1: 8 dead units, rank 4
-    view, it = ex._tensor_view(acts[:, :40], acts[:, 40:], n_components=10, corr_threshold=0.5,
-                               enrichment=2.0, min_rate=0.1)
+    options = ex.SWEEP_TENSOR_OPTIONS.replace(n_components=10)
+    view, it = subpopulation._tensor_view(acts[:, :40], acts[:, 40:], options=options, enrichment=2.0, min_rate=0.1)
     assert view["tensor_components"] == 4
     assert it.n_points == 80
-    view, _ = ex._tensor_view(acts[[0, 2], :40], acts[[0, 2], 40:], n_components=10, corr_threshold=0.5,
-                              enrichment=2.0, min_rate=0.1)
+    view, _ = subpopulation._tensor_view(acts[[0, 2], :40], acts[[0, 2], 40:], options=options, enrichment=2.0,
+                                         min_rate=0.1)
     assert view["tensor_components"] == 10  # no dead units: as asked
+    # every option reaches the tensor
+    _, absolute = subpopulation._tensor_view(acts[[0, 2], :40], acts[[0, 2], 40:],
+                                             options=options.replace(presence="absolute", gamma_data="q0.8"),
+                                             enrichment=2.0, min_rate=0.1)
+    assert absolute.options.presence == "absolute" and absolute.options.gamma_data == "q0.8"
 
 
 def test_sweep_is_deterministic_from_scratch(sweep, tmp_path, monkeypatch):
@@ -170,7 +178,8 @@ def test_sweep_is_deterministic_from_scratch(sweep, tmp_path, monkeypatch):
 def test_sweep_rejects_bad_input():
     cfg = _config()
     for kw in ({"rarities": (0, -1)}, {"rarities": (2, 2)}, {"rarities": ()}, {"rarities": (0, 10_000)},
-               {"transform": "spin"}, {"n_models": 1}, {"n_boot": 3}, {"level": 1.5}):
+               {"transform": "spin"}, {"n_models": 1}, {"n_boot": 3}, {"level": 1.5},
+               {"tensor_options": {"gamma_corr": 0.5}}, {"corr_threshold": 2.0}):
         with pytest.raises(ValueError):
             ex.subpopulation_sweep(cfg, progress=False, **{"rarities": (0,), **kw})
     with pytest.raises(ValueError, match="diffinit"):
@@ -208,7 +217,7 @@ def test_split_fraction_matches_simulation():
     fm = theory.FeatureModel.from_groups([theory.Group(4, 2, 0.9, 0.7, "a"), theory.Group(20, 2, 0.5, 0.3, "b")],
                                          n_classes=3, n_train=60, p_systematic=0.5)
     m = 4
-    closed = ex._split_fraction(fm, m)
+    closed = prediction._split_fraction(fm, m)
     hits = {0: [], 1: []}
     for s in range(150):
         sim = theory.simulate(fm, n_models=m, n_points=400, seed=s)
@@ -316,3 +325,55 @@ def test_sweep_with_processes_equals_sequential(tmp_path, monkeypatch):
         assert np.array_equal(out["processes"].predictions[key], preds)
     with pytest.raises(ValueError, match="backend"):
         ex.subpopulation_sweep(_config(), rarities=(0,), backend="threads", progress=False)
+
+
+# ---------------------------------------------------------------------------- chapter 12's study
+def test_label_free_tables_are_the_gde_functions_on_each_set():
+    rng = np.random.default_rng(0)
+    probs, labels = rng.dirichlet(np.ones(3) * 0.5, size=(4, 300)), rng.integers(0, 3, 300)
+    source = (probs[:, :100], labels[:100])
+    targets = {"clean": (probs[:, 100:200], labels[100:200]), "other": (probs[:, 200:], labels[200:])}
+    tabs = ex.label_free_tables(source, targets, full=(probs, labels), level=0.9)
+    assert list(tabs.table.index) == ["clean", "other", ex.FULL_TEST_SET]
+    for name, (p, y) in {**targets, ex.FULL_TEST_SET: (probs, labels)}.items():
+        summary = gde.gde_summary(p.argmax(axis=2), y, 3)
+        interval = gde.estimate_error(p.argmax(axis=2), method="both", level=0.9)
+        assert all(tabs.table.loc[name, key] == value for key, value in summary.items())
+        assert (tabs.table.loc[name, "dis_low"], tabs.table.loc[name, "dis_high"]) == (interval.low, interval.high)
+    assert tabs.full_interval == gde.estimate_error(probs.argmax(axis=2), method="both", level=0.9)
+    pd.testing.assert_frame_equal(tabs.comparison, gde.compare_estimators(source, targets))
+    assert list(tabs.pivot.index) == ["clean", "other", "mean over shifts"]
+    pd.testing.assert_series_equal(tabs.pivot.loc["mean over shifts"], tabs.pivot.loc[["other"]].mean(),
+                                   check_names=False)
+    assert (tabs.signed.abs() == tabs.pivot.drop(index="mean over shifts")).all().all()
+    with pytest.raises(ValueError, match="targets must be a non-empty mapping"):
+        ex.label_free_tables(source, {}, full=(probs, labels))
+    with pytest.raises(ValueError, match=r"targets\['clean'\] probs must have shape \(M, N, C\)"):
+        ex.label_free_tables(source, {"clean": (probs[0], labels)}, full=(probs, labels))
+
+
+def test_label_free_study_splits_shifts_and_tabulates():
+    from scipy.special import softmax
+
+    from ift_core import activations, data, train
+
+    ens = train.train_ensemble(_config(), progress=False)
+    study = ex.label_free_study(ens, shifts="rotation,blur", severities="5", source_fraction=0.3, split_seed=1)
+    n = len(study.labels)
+    assert sorted(np.r_[study.source_points, study.target_points].tolist()) == list(range(n))
+    assert len(study.source_points) == round(0.3 * n) and study.severities == (5,)
+    assert list(study.targets) == ["clean", "rotation-5", "blur-5"]
+    _, test = ens.data()
+    shifted = data.corrupt(test.take(study.target_points), "rotation", 5, seed=0)
+    _, logits = activations.extract_activations(ens.models, shifted.x)
+    np.testing.assert_array_equal(study.targets["rotation-5"][0], softmax(logits.astype(np.float64), axis=-1))
+    np.testing.assert_array_equal(study.targets["clean"][1], study.labels[study.target_points])
+    again = ex.label_free_tables(study.source, study.targets, full=(study.probs, study.labels),
+                                 n_classes=study.n_classes)
+    pd.testing.assert_frame_equal(again.table, study.table)
+    pd.testing.assert_frame_equal(again.pivot, study.pivot)
+    assert np.array_equal(study.full_predictions, study.probs.argmax(axis=2))
+    with pytest.raises(ValueError, match="severities must be whole numbers"):
+        ex.label_free_study(ens, severities="high")
+    with pytest.raises(ValueError, match="source_fraction must be a probability"):
+        ex.label_free_study(ens, source_fraction=1.5)

@@ -122,8 +122,15 @@ def test_vote_ensemble_cace_same_wrong_match_loops(ens):
             assert votes[x, c] == pytest.approx(np.mean(preds[:, x] == c))
     assert cace(preds, labels, k) == pytest.approx(brute_cace(preds, labels, k), abs=1e-12)
     table = class_aggregated_calibration(preds, labels, k)
-    assert table["weight"].sum() == pytest.approx(k)  # every (point, class) sits at exactly one level
-    assert table["joint"].sum() == pytest.approx(1.0)  # the label sits at exactly one level
+    assert table["mass"].sum() == pytest.approx(k)  # every (point, class) sits at exactly one level
+    assert table["mass_true"].sum() == pytest.approx(1.0)  # the label sits at exactly one level
+    assert (table["mass"] > 0).all() and table["cace_term"].sum() == pytest.approx(cace(preds, labels, k), abs=1e-12)
+    # each row against a loop over (point, class): the share at vote level q, and with the label there
+    m, n = preds.shape
+    for row in table.itertuples():
+        at = [(x, c) for x in range(n) for c in range(k) if np.isclose(np.mean(preds[:, x] == c), row.confidence)]
+        assert row.mass == pytest.approx(len(at) / n)
+        assert row.mass_true == pytest.approx(sum(c == labels[x] for x, c in at) / n)
     swr, ref = same_wrong_rate(preds, labels), brute_same_wrong(preds, labels)
     assert (np.isnan(swr) and np.isnan(ref)) or swr == pytest.approx(ref, abs=1e-12)
 
@@ -518,3 +525,19 @@ def test_plots_return_figures(digits_ensemble):
     _, ax5 = plt.subplots()
     assert gplots.estimator_comparison(df, ax=ax5) is ax5.figure
     plt.close("all")
+
+
+def test_one_home_for_the_vote_calibration_table():
+    """The measured table has one home (gde), reached from theory under its old name too; replicates
+    (R, M, N) pool their points; the framework's exact table has the same columns."""
+    from ift_core import theory
+
+    rng = np.random.default_rng(0)
+    preds, labels = rng.integers(0, 4, (3, 5, 60)), rng.integers(0, 4, (3, 60))
+    assert theory.empirical_vote_calibration is class_aggregated_calibration
+    pooled = class_aggregated_calibration(preds.transpose(1, 0, 2).reshape(5, -1), labels.ravel(), 4)
+    pd.testing.assert_frame_equal(class_aggregated_calibration(preds, labels), pooled)
+    exact = theory.vote_calibration(theory.FeatureModel(n_classes=4), n_models=5)
+    assert list(exact.columns) == list(pooled.columns)
+    with pytest.raises(ValueError, match=r"labels must have shape \(R, N\) = \(3, 60\)"):
+        class_aggregated_calibration(preds, labels[0])

@@ -1,7 +1,7 @@
 """Every public function refuses bad input the same way: a ValueError naming the parameter, the value
-and the remedy (issue 12). One table, one row per case: (id, the call with the bad input, the
-message it must give). Each row was a silent wrong answer, a crash with another exception, or an
-error that did not name the parameter before issue 12.
+and the remedy. One table, one row per case: (id, the call with the bad input, the message it must
+give). Each row was once a silent wrong answer, a crash with another exception, or an error that
+did not name the parameter.
 
 The table covers ``gde``, ``theory``, ``observations``, ``experiments``, ``data``, ``models``,
 ``train``, ``activations``, ``plots``, ``cache`` and ``distributed`` (``tensor`` has its own tests).
@@ -116,9 +116,9 @@ CASES = [
      r"labels must lie in \[0, 3\) \(class indices\), got maximum 3"),
     ("empirical_vote_calibration-prediction-too-large",
      lambda: theory.empirical_vote_calibration(P + 2, Y, n_classes=3),
-     r"predictions must lie in \[0, 3\) \(class indices\), got maximum 4"),
+     r"preds must lie in \[0, n_classes=3\), got maximum 4"),
     ("empirical_vote_calibration-prediction-negative",
-     lambda: theory.empirical_vote_calibration(P - 1, Y), r"predictions must lie in \[0"),
+     lambda: theory.empirical_vote_calibration(P - 1, Y), r"preds must hold class indices >= 0"),
     ("empirical_vote_calibration-n_classes-bool", lambda: theory.empirical_vote_calibration(P, Y, n_classes=True),
      r"n_classes must be an integer"),
     ("empirical_vote_calibration-n_classes-str", lambda: theory.empirical_vote_calibration(P, Y, n_classes="3"),
@@ -370,13 +370,13 @@ def test_cace_with_huge_n_classes_counts_only_the_classes_that_occur():
     small = gde.class_aggregated_calibration(preds, labels, 4)
     huge = gde.class_aggregated_calibration(preds, labels, 10**6)  # was a 74.5 GiB (N, K) table
     assert gde.cace(preds, labels, 10**6) == pytest.approx(_cace_brute_force(preds, labels, 4), abs=1e-12)
-    np.testing.assert_allclose(huge["gap"], small["gap"], atol=1e-15)
-    # each absent class has vote share 0 at every point: weight 1 at q = 0; weights sum to K
-    assert huge["weight"].iloc[0] == pytest.approx(small["weight"].iloc[0] + 10**6 - 4)
-    assert huge["weight"].sum() == pytest.approx(10**6)
+    np.testing.assert_allclose(huge["cace_term"], small["cace_term"], atol=1e-15)
+    # each absent class has vote share 0 at every point: mass 1 at q = 0; the masses sum to K
+    assert huge["mass"].iloc[0] == pytest.approx(small["mass"].iloc[0] + 10**6 - 4)
+    assert huge["mass"].sum() == pytest.approx(10**6)
     # sparse class ids (a billion apart) give the same table as 0..3
     sparse = gde.class_aggregated_calibration(preds * 10**9, labels * 10**9, 3 * 10**9 + 1)
-    np.testing.assert_allclose(sparse["gap"], small["gap"], atol=1e-15)
+    np.testing.assert_allclose(sparse["cace_term"], small["cace_term"], atol=1e-15)
     s = gde.gde_summary(preds * 10**9, labels * 10**9, 3 * 10**9 + 1)
     assert s["vote_ensemble_error"] == gde.gde_summary(preds, labels, 4)["vote_ensemble_error"]
 

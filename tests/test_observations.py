@@ -21,7 +21,7 @@ from ift_core.observations import (
     spearman_ci,
     sweep_thresholds,
 )
-from ift_core.tensor import InteractionTensor, build_interaction_tensor
+from ift_core.tensor import InteractionTensor, TensorOptions, build_interaction_tensor
 
 
 def make_tensor(presence, assignments):
@@ -118,10 +118,11 @@ def test_o1_long_tail_holds_on_long_tail():
     assert o.summary().startswith("HOLDS O1")
     assert list(o.table["frequency"]) == list(it.feature_frequency())
     assert o.table["dominant"].tolist() == [True] * 5 + [False] * 20
-    # Deterministic (seeded bootstrap), and the old rule still selectable by name.
+    # Deterministic (seeded bootstrap), and the old rule still selectable by name (and its older names).
     assert o1_long_tail(it).ci == o.ci
-    assert o1_long_tail(it, split_rule="largest_gap").stats["n_dominant"] == 5
-    assert o1_long_tail(it, split_method="gap").stats["split_rule"] == "largest_gap"
+    assert o1_long_tail(it, split_rule="largest_spacing").stats["n_dominant"] == 5
+    assert o1_long_tail(it, split_method="gap").stats["split_rule"] == "largest_spacing"
+    assert o1_long_tail(it, split_rule="largest_spacing").stats["split_rule"] == "largest_spacing"
     # Three dominant features are as many as the bootstrap's lower end ignores (each resample
     # misses all three with probability ~e^-3 > 2.5 %): 3 of 15 is no established tail.
     small = o1_long_tail(long_tail_tensor())
@@ -155,7 +156,7 @@ def test_o1_on_planted_frequency_sets():
     # two modes in the bimodal set, with its planted dominant group.
     o = o1_long_tail(frequency_tensor(np.r_[long_tail, 1], n))
     assert o.stats["n_modes"] == 1 and o.stats["n_dominant"] == 0
-    gap = o1_long_tail(frequency_tensor(np.r_[long_tail, 1], n), split_rule="largest_gap")
+    gap = o1_long_tail(frequency_tensor(np.r_[long_tail, 1], n), split_rule="largest_spacing")
     assert gap.stats["n_dominant"] in (1, long_tail.size)
     o = o1_long_tail(frequency_tensor(bimodal, n))
     assert o.stats["n_modes"] == 2 and o.table["dominant"].tolist() == [False] * 100 + [True] * 12
@@ -196,9 +197,9 @@ def test_o1_error_rates_by_simulation():
 
 def test_o1_option_errors():
     it = long_tail_tensor()
-    with pytest.raises(ValueError, match="n_bootstrap must be an integer >= 1, got True"):
+    with pytest.raises(ValueError, match="n_bootstrap must be a whole number >= 1, got True"):
         o1_long_tail(it, n_bootstrap=True)
-    with pytest.raises(ValueError, match="unknown split split_rule 'median'"):
+    with pytest.raises(ValueError, match="split rule must be one of .*got 'median'"):
         o1_long_tail(it, split_rule="median")
     with pytest.raises(ValueError, match="confidence_level"):
         o1_long_tail(it, confidence_level=1.5)
@@ -378,7 +379,7 @@ def test_sweep_align_and_split_axes(sweep_data):
     acts, probs, labels, preds = sweep_data
     df = sweep_thresholds(acts, n_components=6, corr_quantiles=[0.9], corr_thresholds=[0.5],
                           presence_quantiles=[0.8, 0.9], align_signs=(True, False),
-                          split_rule=("mixture", "largest_gap"), probs=probs, labels=labels, preds=preds,
+                          split_rule=("mixture", "largest_spacing"), probs=probs, labels=labels, preds=preds,
                           n_bootstrap=300, progress=False)
     assert len(df) == 2 * 2 * 2 * 2
     assert df.groupby(["align_signs", "split_rule"]).size().eq(4).all()
@@ -451,3 +452,20 @@ def test_plots_return_figures(sweep_data):
     with pytest.raises(ValueError, match="O2"):
         P.features_vs_confidence(o1)
     plt.close("all")
+
+
+def test_sweep_takes_tensor_options_and_o1_the_tensors_split_rule(sweep_data):
+    acts, probs, labels, preds = sweep_data
+    opts = TensorOptions(n_components=6, presence="absolute", presence_scale="model", split_rule="otsu")
+    df = sweep_thresholds(acts, opts, corr_quantiles=None, corr_thresholds=[0.5], presence_quantiles=[0.9],
+                          n_bootstrap=100, progress=False)
+    it = build_interaction_tensor(acts, opts.replace(gamma_corr=0.5), progress=False)
+    row = df.iloc[0]
+    assert len(df) == 1 and row.split_rule == "otsu"
+    assert row["T"] == it.n_features and row.presence_rate == it.presence.mean()
+    o1 = o1_long_tail(it, n_bootstrap=100)  # no split_rule given: the tensor's own (otsu)
+    assert o1.stats["split_rule"] == "otsu" and row.o1_skew == o1.statistic
+    with pytest.raises(ValueError, match="corr_thresholds holds 1.5, not a valid gamma_corr"):
+        sweep_thresholds(acts, opts, corr_thresholds=[1.5], progress=False)
+    with pytest.raises(ValueError, match="options must be a TensorOptions"):
+        sweep_thresholds(acts, "signed", progress=False)

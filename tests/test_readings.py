@@ -1,4 +1,4 @@
-"""Tests for ift_core.readings: every reading's closed forms against Monte Carlo and brute force,
+"""Tests for ift_core.theory.readings: every reading's closed forms against Monte Carlo and brute force,
 the weightings, the couplings, and the statements table."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ift_core import readings as rd
+from ift_core.theory import readings as rd
 from ift_core import theory as th
 from ift_core.theory import FeatureModel
 

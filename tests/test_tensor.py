@@ -415,13 +415,13 @@ def test_tables(small_tensor):
 
 
 def test_split_frequencies_rules():
-    dom, thr = split_frequencies([1, 2, 3, 300, 400, 0], rule="largest_gap")
+    dom, thr = split_frequencies([1, 2, 3, 300, 400, 0], rule="largest_spacing")
     assert dom.tolist() == [False, False, False, True, True, False] and thr == pytest.approx(30.0)
     # The older keyword and name still select the same rule.
     assert split_frequencies([1, 2, 3, 300, 400, 0], method="gap")[1] == thr
     # One outlier: the largest gap isolates it; Otsu splits the two groups.
     f = np.r_[np.full(10, 5), np.full(10, 40), 5000]
-    assert split_frequencies(f, rule="largest_gap")[0].sum() == 1
+    assert split_frequencies(f, rule="largest_spacing")[0].sum() == 1
     assert split_frequencies(f, rule="otsu")[0].sum() == 11
     # Brute-force Otsu: maximise between-group variance over all cuts of log frequency.
     rng = np.random.default_rng(0)
@@ -437,10 +437,10 @@ def test_split_frequencies_rules():
     assert np.array_equal(dom, g >= 10**cut - 1e-9)
     # A given threshold; no split possible.
     assert split_frequencies([5, 10, 20], threshold=10)[0].tolist() == [False, False, True]
-    for rule in ("mixture", "largest_gap", "otsu"):
+    for rule in ("mixture", "largest_spacing", "otsu"):
         dom, thr = split_frequencies([7, 7, 7], rule=rule)
         assert not dom.any() and thr == math.inf
-    with pytest.raises(ValueError, match="split rule 'median'"):
+    with pytest.raises(ValueError, match=r"split rule must be one of .*got 'median'"):
         split_frequencies([1, 2], method="median")
     with pytest.raises(ValueError, match="differ"):
         split_frequencies([1, 2], rule="otsu", method="gap")
@@ -568,12 +568,22 @@ def test_option_errors(acts3):
         build_interaction_tensor(acts3, n_components=3, presence_quantile=2, progress=False)
     with pytest.raises(ValueError, match="presence_threshold"):
         build_interaction_tensor(acts3, n_components=3, presence_threshold=3, progress=False)
-    with pytest.raises(ValueError, match="unknown presence rule 'sign'"):
+    with pytest.raises(ValueError, match=r"presence must be one of \('signed', 'absolute'\), got 'sign'"):
         build_interaction_tensor(acts3, n_components=3, presence="sign", progress=False)
-    with pytest.raises(ValueError, match="unknown presence_scale"):
+    with pytest.raises(ValueError, match="presence_scale must be one of"):
         build_interaction_tensor(acts3, n_components=3, presence_scale="row", progress=False)
-    with pytest.raises(ValueError, match="both are None"):
-        build_interaction_tensor(acts3, n_components=3, corr_quantile=None, progress=False)
+    # a quantile and a threshold together: refused (the threshold used to win silently)
+    with pytest.raises(ValueError, match=r"give gamma_corr once: corr_quantile=0.99 and corr_threshold=0.5 are both"):
+        build_interaction_tensor(acts3, n_components=3, corr_quantile=0.99, corr_threshold=0.5, progress=False)
+    with pytest.raises(ValueError, match=r"give gamma_data once: presence_quantile=0.9 and presence_threshold=0.2"):
+        build_interaction_tensor(acts3, n_components=3, presence_quantile=0.9, presence_threshold=0.2, progress=False)
+    with pytest.raises(ValueError, match=r"give gamma_corr once: gamma_corr=0.5 and its older keyword corr_quantile"):
+        build_interaction_tensor(acts3, n_components=3, gamma_corr=0.5, corr_quantile=0.9, progress=False)
+    with pytest.raises(ValueError, match=r"unknown tensor option\(s\) \['corr_rule'\]"):
+        build_interaction_tensor(acts3, n_components=3, corr_rule="q", progress=False)
+    # None is "not given": the options' value stays
+    a = build_interaction_tensor(acts3, n_components=3, corr_quantile=None, corr_threshold=0.4, progress=False)
+    assert a.params["gamma_corr"] == 0.4
 
 
 def test_single_model(acts3):
@@ -822,7 +832,7 @@ def test_mixture_split_on_planted_frequency_sets():
         f = np.r_[uni, outlier]
         d, thr, info = split_frequencies(f, return_info=True)
         assert not d.any() and info["n_modes"] == 1
-        gap = split_frequencies(f, rule="largest_gap")[0]
+        gap = split_frequencies(f, rule="largest_spacing")[0]
         assert gap.sum() in (1, f.size - 1)
         d2 = split_frequencies(np.r_[bimodal, outlier])[0]
         assert np.array_equal(d2[:-1], truth)
@@ -865,3 +875,112 @@ def test_pca_threads_do_not_change_a_bit(monkeypatch):
     assert out[0][0].equals(out[1][0])
     assert np.array_equal(out[0][1], out[1][1])
     assert out[0][2] == out[1][2] == [0, 1, 2, 3, 4]
+
+
+# --------------------------------------------------------------------------- one options object
+def test_tensor_options_are_the_build_defaults_and_check_every_option():
+    opts = T.TensorOptions()
+    assert (opts.n_components, opts.gamma_corr, opts.gamma_data, opts.presence, opts.presence_scale) == \
+        (50, "q0.99", "q0.9", "signed", "column")
+    assert opts.gamma_corr_rule == ("quantile", 0.99) and opts.replace(gamma_corr=0.5).gamma_corr_rule == \
+        ("absolute", 0.5)
+    with pytest.raises(AttributeError):
+        opts.gamma_corr = 0.5  # frozen
+    for bad, pattern in ((dict(gamma_corr="0.5"), r"gamma_corr must be a number in \[0, 1\] .*or a string such as "
+                                                  r"'q0.99'"),
+                         (dict(gamma_corr="q1.5"), "gamma_corr must be"), (dict(gamma_corr=True), "gamma_corr must be"),
+                         (dict(gamma_data=-2.0), r"gamma_data must be a number in \[-1, 1\]"),
+                         (dict(n_components="all"), 'n_components must be a positive integer or "rank"'),
+                         (dict(n_components=0), "n_components must be a whole number >= 1"),
+                         (dict(cap_at_rank="yes"), "cap_at_rank must be True or False"),
+                         (dict(presence="sign"), "presence must be one of"),
+                         (dict(split_rule="kmeans"), "split rule must be one of")):
+        with pytest.raises(ValueError, match=pattern):
+            T.TensorOptions(**bad)
+    with pytest.raises(ValueError, match=r"unknown tensor option\(s\) \['corr_quantile'\]"):
+        opts.replace(corr_quantile=0.9)
+    assert T.TensorOptions(split_rule="gap").split_rule == "largest_spacing"  # older names still read
+    assert T.TensorOptions.from_params(opts.as_params()) == opts
+
+
+def test_profile_options_cover_the_training_profiles():
+    from ift_core.train import PROFILES  # lazily: the rest of this file never imports torch
+
+    assert set(T.PROFILE_OPTIONS) == set(PROFILES)
+    # the chapters' parameter cells: K = 20 lowered to the rank, |corr| > 0.5, the 0.9 presence quantile
+    assert T.PROFILE_OPTIONS["cpu"] == T.TensorOptions(n_components=20, cap_at_rank=True, gamma_corr=0.5)
+    assert T.PROFILE_OPTIONS["paper"].n_components == 50 and T.PROFILE_OPTIONS["paper"].gamma_corr == "q0.99"
+
+
+def test_options_object_keywords_and_older_keywords_build_the_same_tensor():
+    acts, _, _ = planted(3, n_models=4, n_points=500, width=16, n_pool=6, n_shared=3, n_distract=1)
+    opts = T.TensorOptions(n_components=5, gamma_corr=0.4, gamma_data="q0.85", presence="absolute")
+    a = build_interaction_tensor(acts, opts, progress=False)
+    b = build_interaction_tensor(acts, n_components=5, gamma_corr=0.4, gamma_data="q0.85", presence="absolute",
+                                 progress=False)
+    c = build_interaction_tensor(acts, n_components=5, corr_threshold=0.4, presence_quantile=0.85,
+                                 presence="absolute", progress=False)
+    d = build_interaction_tensor(acts, T.TensorOptions(n_components=5), gamma_corr=0.4, gamma_data="q0.85",
+                                 presence="absolute", progress=False)
+    assert a.equals(b) and a.equals(c) and a.equals(d)
+    assert a.options == opts
+    q = build_interaction_tensor(acts, n_components=5, corr_quantile=0.95, progress=False)
+    assert q.options.gamma_corr == "q0.95"
+    assert q.corr_threshold == T.correlation_threshold(T.component_correlations(
+        T.principal_components(acts, n_components=5, progress=False)), 4, quantile=0.95)
+    with pytest.raises(ValueError, match="options must be a TensorOptions"):
+        build_interaction_tensor(acts, {"n_components": 5}, progress=False)
+
+
+def test_assemble_tensor_equals_the_build_and_reuses_its_cache():
+    acts, _, _ = planted(4, n_models=4, n_points=500, width=16, n_pool=6, n_shared=3, n_distract=1)
+    pc = T.principal_components(acts, n_components=5, progress=False)
+    corr = T.component_correlations(pc)
+    cache, tests = {}, set()
+    for opts in (T.TensorOptions(n_components=5, gamma_corr=0.5),
+                 T.TensorOptions(n_components=5, gamma_corr=0.5, presence_scale="model"),
+                 T.TensorOptions(n_components=5, gamma_corr="q0.99", align_signs=False)):
+        it = T.assemble_tensor(pc, corr, opts, cache=cache)
+        assert it.equals(build_interaction_tensor(acts, opts, progress=False))
+        tests.add((opts.presence_scale, it.signs.tobytes()))
+    # two settings share one clustering (same gamma_corr); one presence test per distinct (scale, signs)
+    assert sum(k[0] == "cluster" for k in cache) == 2 and sum(k[0] == "presence" for k in cache) == len(tests)
+    assert T.assemble_tensor(pc, gamma_corr=0.5).equals(T.assemble_tensor(pc, corr, gamma_corr=0.5, cache=cache))
+    with pytest.raises(ValueError, match="components must be a ModelComponents"):
+        T.assemble_tensor(acts)
+    with pytest.raises(ValueError, match=r"corr must have shape \(20, 20\)"):
+        T.assemble_tensor(pc, np.eye(4))
+
+
+def test_cap_at_rank_is_the_clip_to_the_smallest_numerical_rank(acts3):
+    a = acts3.copy()
+    a[1, :, 4:] = 0.0  # rank 4
+    rank = int(T.numerical_rank(a).min())
+    capped = build_interaction_tensor(a, n_components=8, cap_at_rank=True, gamma_corr=0.5, progress=False)
+    assert capped.n_components == rank == 4 and capped.options.cap_at_rank
+    plain = build_interaction_tensor(a, n_components=rank, gamma_corr=0.5, progress=False)
+    assert np.array_equal(capped.presence, plain.presence) and np.array_equal(capped.assignments, plain.assignments)
+    assert T.principal_components(a, n_components=3, cap_at_rank=True, progress=False).n_components == 3  # below
+    assert T.principal_components(a, n_components="rank", progress=False).n_components == rank
+    with pytest.raises(ValueError, match="numerical rank 4 < n_components=8"):
+        build_interaction_tensor(a, n_components=8, gamma_corr=0.5, progress=False)
+
+
+def test_presence_and_split_rules_are_registries(monkeypatch, acts3):
+    """A new presence rule (or split rule) is one registry entry; the options accept it at once."""
+    from types import MappingProxyType
+
+    assert tuple(T.PRESENCE_RULES) == ("signed", "absolute") and tuple(T.PRESENCE_SCALES) == ("column", "model")
+    assert tuple(T.SPLIT_RULES) == ("mixture", "largest_spacing", "otsu")
+    squared = lambda p, denom, sign: (p / denom) ** 2  # noqa: E731
+    monkeypatch.setattr(T, "PRESENCE_RULES", MappingProxyType({**T.PRESENCE_RULES, "squared": squared}))
+    it = build_interaction_tensor(acts3, n_components=3, gamma_corr=0.5, presence="squared", progress=False)
+    pc = T.principal_components(acts3, n_components=3, progress=False)
+    for m in range(3):
+        v = (pc.scores[m] / np.abs(pc.scores[m]).max(axis=0)) ** 2
+        assert np.array_equal(it.presence[m], v > np.float32(np.quantile(v, 0.9)))
+    median = lambda logs, min_group: (float(10 ** np.median(logs)), {"reason": "median"})  # noqa: E731
+    monkeypatch.setattr(T, "SPLIT_RULES", MappingProxyType({**T.SPLIT_RULES, "median": median}))
+    dom, thr, info = split_frequencies([1, 2, 3, 4, 100], rule="median", return_info=True)
+    assert dom.tolist() == [False, False, False, True, True] and info["reason"] == "median"
+    assert T.resolve_split_rule(method="largest_gap") == "largest_spacing"

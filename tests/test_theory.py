@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ift_core import theory as th
+from ift_core.theory import simulation
 from ift_core.theory import FeatureModel, Group
 
 
@@ -95,7 +96,7 @@ def test_seen_law_against_simulation():
     fm = FeatureModel(t_d=8, n_d=3, t_r=30, n_r=4, alpha_d=0.5, n_train=15, n_classes=2)
     sim_counts = np.zeros((2, 5))
     rng = np.random.default_rng(0)
-    out = th._simulate_batch(fm, rng, 600, 1, 50)
+    out = simulation._simulate_batch(fm, rng, 600, 1, 50)
     seen = out["seen"][:, 0]  # (R, F)
     feats = out["features"]  # (R, P, nmax)
     s = np.take_along_axis(np.concatenate([seen, np.zeros((600, 1), bool)], 1),
@@ -241,7 +242,7 @@ def test_invalid_groups():
         th.evaluate(t_r=[100.5, 200])
     with pytest.raises(ValueError, match="weights must sum to 1"):
         th.expected_metrics(t=[3, 10], n=[1, 2], p=[0.5, 0.5], weight=[0.5, 0.6], n_train=10)
-    with pytest.raises(ValueError, match="unknown parameter"):
+    with pytest.raises(ValueError, match=r"parameter must be one of \('n_classes', .*got 't_x'"):
         th.sweep("t_x", [1, 2])
     with pytest.raises(ValueError, match="p"):
         th.evaluate(p_r=[0.5, 1.5])
@@ -287,12 +288,12 @@ def test_independent_training_sets_differ():
 def test_subset_sampler_is_uniform():
     rng = np.random.default_rng(0)
     for t, n in ((6, 2), (40, 30)):  # Floyd's algorithm and the permutation path
-        s = th._sample_subsets(rng, 30000, t, n)
+        s = simulation._sample_subsets(rng, 30000, t, n)
         assert (np.sort(s, 1)[:, 1:] != np.sort(s, 1)[:, :-1]).all()
         counts = np.bincount(s.ravel(), minlength=t) / s.size
         assert np.abs(counts - 1 / t).max() < 4 * math.sqrt((1 / t) / s.size) + 1e-3
     # pair frequencies for Floyd's path (all C(6,2) subsets equally likely)
-    s = np.sort(th._sample_subsets(rng, 30000, 6, 2), 1)
+    s = np.sort(simulation._sample_subsets(rng, 30000, 6, 2), 1)
     freq = pd.Series(list(map(tuple, s))).value_counts(normalize=True)
     assert len(freq) == 15 and (np.abs(freq - 1 / 15) < 4 * math.sqrt(1 / 15 / 30000)).all()
 
@@ -341,7 +342,7 @@ def test_coupled_sweep_keeps_ratio_and_recovers_gde_better():
 ], ids=["K3-beta", "independent", "3groups"])
 def test_cace_enumeration_matches_simulation(fm):
     M, R, P = 5, 300, 200
-    out = th._simulate_batch(fm, np.random.default_rng(0), R, M, P)
+    out = simulation._simulate_batch(fm, np.random.default_rng(0), R, M, P)
     emp = th.empirical_vote_calibration(out["predictions"], out["labels"], n_classes=fm.n_classes)
     exact = th.vote_calibration(fm, n_models=M).set_index("confidence")
     emp = emp.set_index("confidence")
@@ -484,18 +485,19 @@ def test_plots_draw_what_they_are_given():
     from ift_core.plots import theory as pt
 
     df = th.compare_with_simulation(th.random_models(3, seed=0), n_reps=10, n_points=50, progress=False)
-    ax = pt.plot_closed_vs_simulation(df)
+    ax = pt.plot_closed_vs_simulation(df).axes[0]  # every figure function returns its Figure
     assert len(ax.containers) == 3  # one errorbar series per metric
     fig = pt.plot_sweeps(th.sweeps({"p_r": [0.1, 0.5, 0.9], "t_r": [100, 1000], "n_r": [1, 2]}), ncols=2)
     assert sum(a.get_visible() for a in fig.axes) == 3
     line = fig.axes[0].get_lines()[0]
     assert np.allclose(line.get_ydata(), th.sweep("p_r", [0.1, 0.5, 0.9])["accuracy"])
-    ax = pt.plot_coupled_sweep(th.coupled_sweep("t_r", "t_d", [100, 300]))
+    ax = pt.plot_coupled_sweep(th.coupled_sweep("t_r", "t_d", [100, 300])).axes[0]
     assert {l.get_label() for l in ax.get_lines()} >= {"t_r alone", "t_r with t_d"}
-    ax = pt.plot_accuracy_agreement(th.grid(p_r=[0.2, 0.8]), hue="p_r")
+    ax = pt.plot_accuracy_agreement(th.grid(p_r=[0.2, 0.8]), hue="p_r").axes[0]
     assert ax.get_xlabel() == "expected accuracy"
     tab = th.vote_calibration(FeatureModel(), n_models=5)
-    ax = pt.plot_vote_reliability(tab, empirical=tab)
+    _, ax = plt.subplots()
+    assert pt.plot_vote_reliability(tab, empirical=tab, ax=ax) is ax.figure  # drawn into the given axes
     assert f"{tab['cace_term'].sum():.3f}" in ax.get_legend().get_texts()[0].get_text()
     with pytest.raises(ValueError, match="lacks columns"):
         pt.plot_sweeps(pd.DataFrame({"x": [1]}))
@@ -517,3 +519,21 @@ def test_large_counts_do_not_overflow():
     fm = FeatureModel(t_r=5000, n_r=2000, p_r=0.001, n_train=math.inf)
     assert fm.miss_s()[1] == pytest.approx((1 - 0.001) ** 2000, rel=1e-10)
     assert np.isfinite(fm.replace(n_train=10**6).metrics()["gap"])
+
+
+def test_one_home_for_otsu_and_pair_agreement():
+    """fit's default groups are tensor.split_frequencies' Otsu split; every pair agreement (a
+    simulation's, fit's measured one) is the one gde's disagreement complements."""
+    from ift_core import gde
+    from ift_core.tensor import split_frequencies
+
+    sim = FeatureModel(n_classes=3, p_systematic=0.3).simulate(6, 800, seed=2)
+    omega, _ = sim.planted_omega()
+    dominant, _ = split_frequencies(omega.any(0).sum(0), rule="otsu")
+    auto = th.fit(omega, sim.predictions, sim.labels, n_train=1000)
+    given = th.fit(omega, sim.predictions, sim.labels, n_train=1000, dominant=dominant)
+    assert repr(auto.model) == repr(given.model) and auto.predicted == given.predicted
+    agreement = 1 - gde.disagreement(sim.predictions)
+    assert sim.agreement() == pytest.approx(agreement, abs=1e-12)
+    assert auto.measured["agreement"] == pytest.approx(agreement, abs=1e-12)
+    assert th.readings.READINGS[0] == "training_set"  # the readings, reached from the face

@@ -6,6 +6,11 @@ estimators) and ``.experiments`` (breaking GDE on real images). Every figure fun
 reachable as ``ift_core.plots.<name>``; submodules load on first use, so matplotlib is imported
 only when a figure is drawn.
 
+One convention for all of them: a figure function returns its ``matplotlib.figure.Figure``. One
+that draws a single panel takes ``ax=`` (an Axes to draw into, default a new figure) and then
+returns ``ax.figure``; one that draws several panels makes its own figure. Notebooks end such a
+line with ``;`` (or keep the figure in a variable), so that Jupyter does not show it twice.
+
 Examples
 --------
 >>> from ift_core import plots

@@ -10,6 +10,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from ift_core import gde
+from ift_core.internal import check_choice
 
 __all__ = ["error_vs_disagreement", "vote_reliability_diagram", "estimator_comparison"]
 
@@ -57,8 +58,7 @@ def error_vs_disagreement(
     >>> rng = np.random.default_rng(0)
     >>> fig = error_vs_disagreement((rng.integers(0, 3, (4, 50)), rng.integers(0, 3, 50)))
     """
-    if per not in ("pair", "ensemble"):
-        raise ValueError(f"per must be 'pair' or 'ensemble', got {per!r}")
+    per = check_choice(per, "per", ("pair", "ensemble"))
     data = _as_sets(sets)
     fig, ax = _axes(ax)
     colors = sns.color_palette("colorblind" if len(data) <= 10 else "husl", len(data))
@@ -93,7 +93,7 @@ def vote_reliability_diagram(
     """Class-aggregated reliability diagram of the vote ensemble (the calibration behind GDE).
 
     Bars: for each vote share ``q = j/M``, ``sum_k P(Y=k, h~_k=q) / sum_k P(h~_k=q)``; the
-    diagonal is perfect class-aggregated calibration. Bar labels give the weight
+    diagonal is perfect class-aggregated calibration. Bar labels give the mass
     ``sum_k P(h~_k = q)``; the title gives :func:`ift_core.gde.cace`.
 
     Parameters
@@ -113,17 +113,16 @@ def vote_reliability_diagram(
     >>> rng = np.random.default_rng(0)
     >>> fig = vote_reliability_diagram(rng.integers(0, 3, (4, 50)), rng.integers(0, 3, 50), 3)
     """
-    table = gde.class_aggregated_calibration(preds, labels, n_classes)
-    m = len(table) - 1
+    table = gde.class_aggregated_calibration(preds, labels, n_classes)  # validates the arrays
+    m = np.atleast_2d(np.asarray(preds)).shape[0]
     fig, ax = _axes(ax)
-    shown = table[table["weight"] > 0]
-    bars = ax.bar(shown["q"], shown["accuracy"], width=0.8 / m, color=sns.color_palette("colorblind")[0],
+    bars = ax.bar(table["confidence"], table["accuracy"], width=0.8 / m, color=sns.color_palette("colorblind")[0],
                   alpha=0.8, label="observed")
-    ax.bar_label(bars, labels=[f"{w:.2f}" for w in shown["weight"]], fontsize="x-small", padding=2)
+    ax.bar_label(bars, labels=[f"{w:.2f}" for w in table["mass"]], fontsize="x-small", padding=2)
     ax.plot([0, 1], [0, 1], ls="--", color="0.4", lw=1, label="calibrated")
     ax.set(xlim=(-0.6 / m, 1 + 0.6 / m), ylim=(0, 1.1), xlabel="vote share q = fraction of models predicting k",
            ylabel="P(Y = k | vote share q), aggregated over k")
-    ax.set_title(f"vote ensemble of {m} models, CACE = {table['gap'].sum():.3f}")
+    ax.set_title(f"vote ensemble of {m} models, CACE = {gde.cace(preds, labels, n_classes):.3f}")
     ax.legend(fontsize="small", frameon=False, loc="upper left")
     return fig
 

@@ -1,9 +1,9 @@
-"""Figures for :mod:`ift_core.readings`: Figure 4's caption tested for every reading side by side.
+"""Figures for :mod:`ift_core.theory.readings`: Figure 4's caption tested for every reading side by side.
 
 Examples
 --------
 >>> import pandas as pd
->>> from ift_core import readings as rd
+>>> from ift_core.theory import readings as rd
 >>> from ift_core.plots.readings import plot_caption_test
 >>> b = rd.bases(dict(t_r=[100, 1000]))
 >>> df = pd.concat([rd.caption_sweeps(b, reading=r).assign(reading=r) for r in ("literal", "exposure")])
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..readings import CRITERIA, Criteria
+from ..theory.readings import CRITERIA, Criteria
 
 __all__ = ["plot_caption_test"]
 
@@ -36,7 +36,7 @@ def plot_caption_test(df: pd.DataFrame, *, criteria: Criteria = CRITERIA, quanti
     Parameters
     ----------
     df : DataFrame
-        :func:`ift_core.readings.caption_sweeps` outputs with a ``reading`` column.
+        :func:`ift_core.theory.readings.caption_sweeps` outputs with a ``reading`` column.
     criteria : Criteria
     quantiles : (low, high)
 

@@ -1,7 +1,8 @@
 """Figures for :mod:`ift_core.theory`: closed form vs simulation, Figure-4 sweeps, GDE plane, calibration.
 
 Each function draws one figure from the tidy tables that :mod:`ift_core.theory` returns and
-returns the matplotlib Figure (multi-panel) or Axes (single panel, ``ax=None`` keyword).
+returns its matplotlib Figure (a single-panel function draws into ``ax`` when given one, and
+returns that axes' figure), the convention of every module of :mod:`ift_core.plots`.
 
 Examples
 --------
@@ -50,7 +51,7 @@ def _require(df: pd.DataFrame, columns: Sequence[str], name: str) -> None:
         raise ValueError(f"{name} lacks columns {missing}; has {list(df.columns)}")
 
 
-def plot_closed_vs_simulation(df: pd.DataFrame, *, ax: plt.Axes | None = None, n_se: float = 4.0) -> plt.Axes:
+def plot_closed_vs_simulation(df: pd.DataFrame, *, ax: plt.Axes | None = None, n_se: float = 4.0) -> plt.Figure:
     """Closed form (x) against Monte Carlo (y) for every setting and metric, with ``n_se`` error bars.
 
     Parameters
@@ -66,7 +67,7 @@ def plot_closed_vs_simulation(df: pd.DataFrame, *, ax: plt.Axes | None = None, n
     --------
     >>> from ift_core import theory as th
     >>> df = th.compare_with_simulation(th.random_models(3), n_reps=10, n_points=50, progress=False)
-    >>> plot_closed_vs_simulation(df).get_xlabel()
+    >>> plot_closed_vs_simulation(df).axes[0].get_xlabel()
     'closed form'
     """
     _require(df, ["metric", "closed", "simulated", "se"], "df")
@@ -86,7 +87,7 @@ def plot_closed_vs_simulation(df: pd.DataFrame, *, ax: plt.Axes | None = None, n
            title=f"{df['setting'].nunique() if 'setting' in df else len(df)} settings; "
                  f"{100 * inside:.0f}% within {n_se:g} se")
     ax.legend(frameon=False)
-    return ax
+    return ax.figure
 
 
 def plot_sweeps(df: pd.DataFrame, *, ncols: int = 3, show_gap: bool = False) -> plt.Figure:
@@ -134,7 +135,7 @@ def plot_sweeps(df: pd.DataFrame, *, ncols: int = 3, show_gap: bool = False) -> 
     return fig
 
 
-def plot_coupled_sweep(df: pd.DataFrame, *, ax: plt.Axes | None = None) -> plt.Axes:
+def plot_coupled_sweep(df: pd.DataFrame, *, ax: plt.Axes | None = None) -> plt.Figure:
     """The paper's Figure 4 (right column): ``lead`` alone (dashed) vs ``lead`` and ``follow`` coupled.
 
     Draws the gap ``E[dis] - E[err]`` against the lead parameter: the coupled curve stays
@@ -148,8 +149,8 @@ def plot_coupled_sweep(df: pd.DataFrame, *, ax: plt.Axes | None = None) -> plt.A
     Examples
     --------
     >>> from ift_core import theory as th
-    >>> ax = plot_coupled_sweep(th.coupled_sweep("t_r", "t_d", [100, 300, 1000]))
-    >>> ax.get_ylabel()
+    >>> fig = plot_coupled_sweep(th.coupled_sweep("t_r", "t_d", [100, 300, 1000]))
+    >>> fig.axes[0].get_ylabel()
     'E[dis] - E[err]'
     """
     _require(df, ["lead", "follow", "coupled", "gap"], "df")
@@ -167,11 +168,11 @@ def plot_coupled_sweep(df: pd.DataFrame, *, ax: plt.Axes | None = None) -> plt.A
         ax.set_xscale("log")
     ax.set(xlabel=_LABELS.get(lead, lead), ylabel="E[dis] - E[err]", title="coupled sweep")
     ax.legend(frameon=False, fontsize="small")
-    return ax
+    return ax.figure
 
 
 def plot_accuracy_agreement(df: pd.DataFrame, *, hue: str | None = None, ax: plt.Axes | None = None,
-                            **scatter: Any) -> plt.Axes:
+                            **scatter: Any) -> plt.Figure:
     """Accuracy (x) against agreement (y) with the GDE diagonal ``agreement = accuracy``.
 
     Points above the diagonal have disagreement below test error; below it, above.
@@ -188,8 +189,8 @@ def plot_accuracy_agreement(df: pd.DataFrame, *, hue: str | None = None, ax: plt
     Examples
     --------
     >>> from ift_core import theory as th
-    >>> ax = plot_accuracy_agreement(th.grid(p_r=[0.1, 0.5, 0.9], t_r=[100, 1000]), hue="p_r")
-    >>> ax.get_xlabel()
+    >>> fig = plot_accuracy_agreement(th.grid(p_r=[0.1, 0.5, 0.9], t_r=[100, 1000]), hue="p_r")
+    >>> fig.axes[0].get_xlabel()
     'expected accuracy'
     """
     _require(df, ["accuracy", "agreement"], "df")
@@ -202,11 +203,11 @@ def plot_accuracy_agreement(df: pd.DataFrame, *, hue: str | None = None, ax: plt
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.3", ls="--", lw=1, label="GDE", zorder=0)
     ax.set(xlabel="expected accuracy", ylabel="expected agreement", title="accuracy vs agreement")
     ax.set_aspect("equal", adjustable="datalim")
-    return ax
+    return ax.figure
 
 
 def plot_vote_reliability(table: pd.DataFrame, *, empirical: pd.DataFrame | None = None,
-                          ax: plt.Axes | None = None, label: str | None = None) -> plt.Axes:
+                          ax: plt.Axes | None = None, label: str | None = None) -> plt.Figure:
     """Class-aggregated reliability diagram of the vote ensemble (marker area = probability mass).
 
     Parameters
@@ -221,8 +222,8 @@ def plot_vote_reliability(table: pd.DataFrame, *, empirical: pd.DataFrame | None
     Examples
     --------
     >>> from ift_core import theory as th
-    >>> ax = plot_vote_reliability(th.vote_calibration(th.FeatureModel(), n_models=5))
-    >>> ax.get_xlabel()
+    >>> fig = plot_vote_reliability(th.vote_calibration(th.FeatureModel(), n_models=5))
+    >>> fig.axes[0].get_xlabel()
     'vote share of class k'
     """
     _require(table, ["confidence", "mass", "accuracy", "cace_term"], "table")
@@ -242,10 +243,10 @@ def plot_vote_reliability(table: pd.DataFrame, *, empirical: pd.DataFrame | None
     ax.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), xlabel="vote share of class k",
            ylabel="P(Y = k | vote share)", title="vote-ensemble calibration")
     ax.legend(frameon=False, fontsize="small", loc="upper left")
-    return ax
+    return ax.figure
 
 
-def plot_gap_map(df: pd.DataFrame, x: str, y: str, *, ax: plt.Axes | None = None, value: str = "gap") -> plt.Axes:
+def plot_gap_map(df: pd.DataFrame, x: str, y: str, *, ax: plt.Axes | None = None, value: str = "gap") -> plt.Figure:
     """Heat map of ``E[dis] - E[err]`` over two parameters, with the GDE contour (gap = 0).
 
     Parameters
@@ -260,8 +261,8 @@ def plot_gap_map(df: pd.DataFrame, x: str, y: str, *, ax: plt.Axes | None = None
     Examples
     --------
     >>> from ift_core import theory as th
-    >>> ax = plot_gap_map(th.grid(p_r=[0.1, 0.5, 0.9], p_systematic=[0.0, 0.5, 1.0]), "p_r", "p_systematic")
-    >>> ax.get_xlabel()
+    >>> fig = plot_gap_map(th.grid(p_r=[0.1, 0.5, 0.9], p_systematic=[0.0, 0.5, 1.0]), "p_r", "p_systematic")
+    >>> fig.axes[0].get_xlabel()
     'p_r'
     """
     _require(df, [x, y, value], "df")
@@ -276,4 +277,4 @@ def plot_gap_map(df: pd.DataFrame, x: str, y: str, *, ax: plt.Axes | None = None
     if Z.shape[0] > 1 and Z.shape[1] > 1 and np.nanmin(Z) < 0 < np.nanmax(Z):
         ax.contour(X, Y, Z, levels=[0.0], colors="k", linewidths=1.2)
     ax.set(xlabel=x, ylabel=y, title="GDE holds on the black curve")
-    return ax
+    return ax.figure

@@ -19,7 +19,7 @@ probability ``beta = p_systematic`` and else guesses uniformly among the ``K`` c
 what a model learns differs between readings (``s`` is a point type, ``a_s = alpha_s / K``,
 ``H_s ~ Hypergeometric(t_s, n_s, n_s)`` the overlap of two points of the same class and type):
 
-``"training_set"`` (Definitions §3, :mod:`ift_core.theory`)
+``"training_set"`` (Definitions §3, :mod:`ift_core.theory.model`)
     ``N`` training points; a feature seen in training is learned with ``p_s``, independently.
     ``miss_s = E_s(1 - p_s)`` with ``E_s`` of :meth:`ift_core.theory.FeatureModel.E_s`.
 ``"literal"``
@@ -74,7 +74,7 @@ Couplings (how "coupled" is read in Figure 4's right column), :data:`COUPLINGS`
 
 Examples
 --------
->>> from ift_core import readings as rd
+>>> from ift_core.theory import readings as rd
 >>> out = rd.expected_metrics(reading="exposure", t_d=10, t_r=1000, n_d=3, n_r=3, p_d=0.9,
 ...                           p_r=0.3, alpha_d=0.7, n_train=1000)
 >>> round(float(out["accuracy"]), 4), bool(out["gap"] >= 0)
@@ -84,7 +84,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -92,8 +91,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import hypergeom
 
-from . import theory as th
-from .theory import _acc_agr_per_type, _rep_metrics, _sample_subsets  # one definition of each
+from ..internal import check_choice, check_int
+from ._common import TRAINING
+from .closed_forms import expected_metrics as training_set_metrics
+from .model import _acc_agr_per_type
+from .simulation import _rep_metrics, _sample_subsets
 
 __all__ = [
     "READINGS",
@@ -196,12 +198,6 @@ FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 # --------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------
-def _choice(value: Any, name: str, options: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in options:
-        raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
-    return value
-
-
 def _array(value: Any, name: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
@@ -282,7 +278,7 @@ def effective_parameters(*, weighting: str = "free", t_d: Any, t_r: Any, n_d: An
     ...                                                    n_r=2, p_d=0.6, p_r=0.2, alpha_d=0.5)]
     [0.75, 1.0, 1.0]
     """
-    _choice(weighting, "weighting", WEIGHTINGS)
+    check_choice(weighting, "weighting", WEIGHTINGS)
     t_d, t_r, n_d, n_r, p_d, p_r, alpha_d, r = np.broadcast_arrays(
         *(np.asarray(x, float) for x in (t_d, t_r, n_d, n_r, p_d, p_r, alpha_d, frequency_ratio)))
     if weighting == "free":
@@ -428,7 +424,7 @@ def _miss_both(reading: str, training: str, t: np.ndarray, n: np.ndarray, p: np.
     shared = training == "shared"
     q = 1.0 - p
     if reading == "training_set":
-        out = th.expected_metrics(t=t, n=n, p=p, weight=w, n_train=N[..., 0], n_classes=K[..., 0],
+        out = training_set_metrics(t=t, n=n, p=p, weight=w, n_train=N[..., 0], n_classes=K[..., 0],
                                   training=training, validate=False)
         return out["miss"], out["both"]
     if reading == "literal":
@@ -508,9 +504,9 @@ def expected_metrics(*, reading: str = "training_set", weighting: str = "free", 
     >>> bool(out["gap"][0] != out["gap"][1])
     True
     """
-    _choice(reading, "reading", READINGS)
-    _choice(weighting, "weighting", WEIGHTINGS)
-    _choice(training, "training", th.TRAINING)
+    check_choice(reading, "reading", READINGS)
+    check_choice(weighting, "weighting", WEIGHTINGS)
+    check_choice(training, "training", TRAINING)
     p = _params(params, validate=validate)
     alpha, p_d, p_r = effective_parameters(weighting=weighting, t_d=p["t_d"], t_r=p["t_r"], n_d=p["n_d"],
                                            n_r=p["n_r"], p_d=p["p_d"], p_r=p["p_r"], alpha_d=p["alpha_d"],
@@ -536,9 +532,9 @@ def expected_metrics(*, reading: str = "training_set", weighting: str = "free", 
 # --------------------------------------------------------------------------------------
 def _scalar_setting(reading: str, weighting: str, training: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """One validated setting with the weighting applied: plain Python numbers."""
-    _choice(reading, "reading", READINGS)
-    _choice(weighting, "weighting", WEIGHTINGS)
-    _choice(training, "training", th.TRAINING)
+    check_choice(reading, "reading", READINGS)
+    check_choice(weighting, "weighting", WEIGHTINGS)
+    check_choice(training, "training", TRAINING)
     p = _params(params, validate=True)
     if p["t_d"].shape != ():
         raise ValueError(f"monte_carlo simulates one setting; got parameter arrays of shape {p['t_d'].shape}")
@@ -667,8 +663,7 @@ def monte_carlo(*, reading: str = "training_set", weighting: str = "free", train
     """
     s = _scalar_setting(reading, weighting, training, params)
     for name, value, minimum in (("n_reps", n_reps, 2), ("n_models", n_models, 2), ("n_points", n_points, 1)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-            raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+        check_int(value, name, minimum=minimum)
     rng = np.random.default_rng(seed)
     F = s["K"] * int(s["t"].sum())
     per_rep = n_models * (F + n_points * (int(s["n"].max()) + s["K"])) + n_models * s["C"]
@@ -744,7 +739,7 @@ def random_settings(n_per: int = 2, *, seed: int = 0, readings: Sequence[str] = 
     (True, True)
     """
     rng = np.random.default_rng(seed)
-    regimes = list(itertools.product((2, 3, 5), th.TRAINING, (0.0, 0.5)))
+    regimes = list(itertools.product((2, 3, 5), TRAINING, (0.0, 0.5)))
     out = []
     for i, (reading, weighting, _) in enumerate(itertools.product(readings, weightings, range(n_per))):
         K, training, beta = regimes[(i * 5) % len(regimes)]
@@ -786,7 +781,7 @@ def region(size: str = "quick") -> dict[str, list[Any]]:
     >>> sorted(region())[:3], len(bases()), len(bases(region("tiny")))
     (['alpha_d', 'n_classes', 'n_d'], 128, 32)
     """
-    _choice(size, "size", REGION_SIZES)
+    check_choice(size, "size", REGION_SIZES)
     return {k: list(v) for k, v in _REGIONS[size].items()}
 
 
@@ -944,7 +939,7 @@ def caption_sweeps(base: Mapping[str, Any] | pd.DataFrame | None = None, *, read
     >>> bool(df[df["coupled"] & (df["lead"] == "t_r")].eval("t_d * 10 == t_r").all())
     True
     """
-    _choice(coupling, "coupling", COUPLINGS)
+    check_choice(coupling, "coupling", COUPLINGS)
     f = _check_factors(factors)
     frame = base if isinstance(base, pd.DataFrame) else pd.DataFrame([dict(base or {})])
     P, cols = _sweep_params(_base_arrays(frame), (coupling,), f)
@@ -1019,7 +1014,7 @@ def _details(reading: str, weighting: str, couplings: Sequence[str], training: s
              fixed: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     """:func:`statement_details` for several couplings at once (one closed-form call per reading)."""
     for c in couplings:
-        _choice(c, "coupling", COUPLINGS)
+        check_choice(c, "coupling", COUPLINGS)
     f = _check_factors(factors)
     b = bases(region("full" if full else "quick") if grid is None else grid, **fixed)
     if b.empty:
@@ -1087,9 +1082,9 @@ def statements_table(*, readings: Sequence[str] = READINGS, weightings: Sequence
     """
     rows = []
     for reading in readings:
-        _choice(reading, "reading", READINGS)
+        check_choice(reading, "reading", READINGS)
         for weighting in weightings:
-            _choice(weighting, "weighting", WEIGHTINGS)
+            check_choice(weighting, "weighting", WEIGHTINGS)
             per = _details(reading, weighting, couplings, training, grid, full, factors, criteria, fixed)
             for coupling, d in per.items():
                 row = {"reading": reading, "weighting": weighting, "coupling": coupling,
