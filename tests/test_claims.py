@@ -145,7 +145,7 @@ def test_from_share_with_the_checks_own_thresholds(share, status, kept):
 
 
 def test_from_share_thresholds_match_readings_criteria():
-    from ift_core.readings import CRITERIA
+    from ift_core.theory.readings import CRITERIA
 
     for share in np.linspace(0, 1, 101):
         part = Part.from_share("x", float(share), holds_at=CRITERIA.holds, fails_below=CRITERIA.fails)
