@@ -12,7 +12,7 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -432,3 +432,34 @@ def check_memory(n_bytes: float, what: str, *, remedy: str | None = None) -> Non
     if total is not None and n_bytes > total:
         raise ValueError(f"{what} needs {_gib(n_bytes)}, more than this machine's {_gib(total)} of memory"
                          + (f"; {remedy}" if remedy else ""))
+
+
+def lazy_face(package: str, homes: Mapping[str, str], namespace: dict[str, Any]
+              ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for a package face that loads each public name on first use.
+
+    ``homes`` maps every public name to the file (a submodule of ``package``) it lives in. A name
+    is imported from its file the first time it is asked for, then kept in ``namespace`` (the
+    face's ``globals()``) as an ordinary attribute, so importing the face itself imports no file.
+
+    Examples
+    --------
+    >>> getattr_, dir_ = lazy_face("json", {"JSONDecoder": "decoder"}, {})
+    >>> getattr_("JSONDecoder").__name__
+    'JSONDecoder'
+    >>> "JSONDecoder" in dir_()
+    True
+    """
+    import importlib
+
+    def __getattr__(name: str) -> Any:
+        if name in homes:
+            value = getattr(importlib.import_module(f"{package}.{homes[name]}"), name)
+            namespace[name] = value
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(homes))
+
+    return __getattr__, __dir__

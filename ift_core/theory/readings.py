@@ -95,7 +95,7 @@ from ..internal import check_choice, check_int
 from ._common import TRAINING
 from .closed_forms import expected_metrics as training_set_metrics
 from .model import _acc_agr_per_type
-from .simulation import _rep_metrics, _sample_subsets
+from .simulation import _replicate_summary, _sample_subsets
 
 __all__ = [
     "READINGS",
@@ -391,31 +391,6 @@ def _occurrence_moments(t: np.ndarray, n: np.ndarray, a: np.ndarray, N: np.ndarr
             miss[idx] = (law * power).sum(1)
             both[idx] = (law * power * power).sum(1)
     return miss, both
-    Nf, nf = N[finite].astype(np.int64), n[finite].astype(np.int64)
-    L = Nf * nf + 1
-    pmf_h = _overlap_pmf(t[finite], n[finite].astype(float))  # (S, max n + 1)
-    for length in np.unique(L):
-        rows = np.flatnonzero(L == length)
-        step = max(1, int(4e6 // length))  # a few million entries per batch
-        for lo in range(0, rows.size, step):
-            r = rows[lo:lo + step]
-            idx = finite[r]
-            padded = np.zeros((r.size, int(length)))
-            k = min(pmf_h.shape[1], int(length))
-            padded[:, :k] = pmf_h[r, :k]
-            phi = (1.0 - a[idx, None]) + a[idx, None] * np.fft.rfft(padded, axis=1)
-            # phi^N in polar form (a few times faster than complex pow, same rounding)
-            with np.errstate(divide="ignore"):
-                modulus = np.exp(Nf[r, None] * np.log(np.abs(phi)))
-            turn = Nf[r, None] * np.angle(phi)
-            power = modulus * np.cos(turn) + 1j * (modulus * np.sin(turn))
-            law = np.clip(np.fft.irfft(power, int(length), axis=1), 0.0, None)
-            law /= law.sum(1, keepdims=True)
-            keep = np.clip(1.0 - np.arange(int(length)) / (Nf[r, None] * nf[r, None]), 0.0, 1.0)
-            power = np.power(keep, C[idx, None])
-            miss[idx] = (law * power).sum(1)
-            both[idx] = (law * power * power).sum(1)
-    return miss, both
 
 
 def _miss_both(reading: str, training: str, t: np.ndarray, n: np.ndarray, p: np.ndarray, w: np.ndarray,
@@ -670,17 +645,9 @@ def monte_carlo(*, reading: str = "training_set", weighting: str = "free", train
     if reading in WITH_TRAINING_SET:
         per_rep += (n_models if training == "independent" else 1) * (F + s["N"] * (int(s["n"].max()) + 2))
     chunk = max(1, int(3e6 // max(per_rep, 1)))  # a few million array entries per batch
-    accs, agrs = [], []
-    for start in range(0, n_reps, chunk):
-        preds, labels = _simulate_batch(rng, reading, training, s, min(chunk, n_reps - start), n_models, n_points)
-        a, g = _rep_metrics(preds, labels, s["K"])
-        accs.append(a)
-        agrs.append(g)
-    acc, agr = np.concatenate(accs), np.concatenate(agrs)
-    gap = acc - agr
-    se = lambda x: float(x.std(ddof=1) / math.sqrt(x.size))  # noqa: E731
-    return {"accuracy": float(acc.mean()), "agreement": float(agr.mean()), "gap": float(gap.mean()),
-            "accuracy_se": se(acc), "agreement_se": se(agr), "gap_se": se(gap), "n_reps": int(n_reps)}
+    batches = (_simulate_batch(rng, reading, training, s, min(chunk, n_reps - start), n_models, n_points)
+               for start in range(0, n_reps, chunk))
+    return _replicate_summary(batches, s["K"])
 
 
 def compare_with_simulation(settings: Sequence[Mapping[str, Any]], *, n_reps: int = 80, n_models: int = 3,

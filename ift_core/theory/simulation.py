@@ -10,7 +10,7 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -294,18 +294,28 @@ def monte_carlo(model: FeatureModel, *, n_reps: int = 200, n_models: int = 4, n_
         if model.n_train != math.inf:
             per_rep += (n_models if model.training == "independent" else 1) * (F + int(model.n_train) * 4)
         chunk = max(1, int(4e6 // max(per_rep, 1)))
+    batches = (_simulate_batch(model, rng, min(chunk, n_reps - start), n_models, n_points)
+               for start in range(0, n_reps, chunk))
+    return _replicate_summary(((b["predictions"], b["labels"]) for b in batches), model.n_classes)
+
+
+def _replicate_summary(batches: Iterable[tuple[np.ndarray, np.ndarray]], n_classes: int) -> dict[str, float]:
+    """Means and standard errors over replicates of batches of ``(predictions, labels)``.
+
+    Each replicate is one independent experiment, so the standard error of a mean is the spread
+    of the replicate means over ``sqrt(n_reps)``. Batches are consumed in order (they may draw
+    from one generator).
+    """
     accs, agrs = [], []
-    for start in range(0, n_reps, chunk):
-        r = min(chunk, n_reps - start)
-        out = _simulate_batch(model, rng, r, n_models, n_points)
-        a, g = _rep_metrics(out["predictions"], out["labels"], model.n_classes)
+    for preds, labels in batches:
+        a, g = _rep_metrics(preds, labels, n_classes)
         accs.append(a)
         agrs.append(g)
     acc, agr = np.concatenate(accs), np.concatenate(agrs)
     gap = acc - agr
     se = lambda x: float(x.std(ddof=1) / math.sqrt(x.size))  # noqa: E731
     return {"accuracy": float(acc.mean()), "agreement": float(agr.mean()), "gap": float(gap.mean()),
-            "accuracy_se": se(acc), "agreement_se": se(agr), "gap_se": se(gap), "n_reps": int(n_reps)}
+            "accuracy_se": se(acc), "agreement_se": se(agr), "gap_se": se(gap), "n_reps": int(acc.size)}
 
 
 def compare_with_simulation(models: Sequence[FeatureModel], *, n_reps: int = 200, n_models: int = 4,
