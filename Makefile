@@ -67,7 +67,7 @@ student: env data
 
 # scripts/run_tests.py: pytest, and a test process that dies (native crash, timeout) names its test.
 test: env browser
-	$(BIN)/python scripts/run_tests.py -q
+	$(BIN)/python scripts/run_tests.py -q -n 2 --dist loadfile
 
 bench: env data
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -9,6 +9,11 @@ to note the node id of each test before it runs, and if the child dies prints wh
 was running and exits non-zero.
 
     python scripts/run_tests.py [pytest arguments...]
+
+``make test`` adds ``-n 2 --dist loadfile`` (pytest-xdist: two test processes, each file on
+one of them). A worker that dies is reported by xdist itself as a failure of the test it was
+running ("worker 'gw0' crashed while running ..."), and the run goes on; this wrapper covers
+the controlling process and runs without xdist.
 """
 from __future__ import annotations
 
