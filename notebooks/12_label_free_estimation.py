@@ -32,7 +32,7 @@
 #
 # For an ensemble every baseline is applied model by model and averaged, so all four estimate
 # the same quantity: the mean test error of a single seed. What to expect on the CPU profile
-# (Fashion-MNIST, see the notes on the pilot in the design document): seeds make the *same*
+# (Fashion-MNIST; Definitions §6 describes a first run on it): seeds make the *same*
 # mistakes, so disagreement falls *below* test error; the two diagnostics below say why.
 
 # %% tags=["parameters"]
