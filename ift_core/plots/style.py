@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 __all__ = ["BOOK_RC", "COLUMN_PX", "MIN_TEXT_PX", "MAX_WIDTH_IN", "use_book_style", "fit_to_column",
-           "book_figure", "smallest_text_px", "raw_names"]
+           "book_figure", "smallest_text_px", "raw_names", "plain_number", "stats_table"]
 
 #: Width in pixels of the book's text column (sphinx-book-theme at a 1400 px window).
 COLUMN_PX = 700
@@ -175,3 +175,43 @@ def raw_names(fig: Figure) -> list[str]:
         plain = re.sub(r"\$[^$]*\$", "", text.get_text())
         found += _RAW.findall(plain)
     return found
+
+
+def plain_number(value: Any, *, digits: int = 4) -> str:
+    """A number as a reader writes it: fixed decimals, thousands separated, never ``1e-05``.
+
+    Integers (and whole floats of 1,000 or more) keep no decimals; anything that is not a real
+    number is returned as ``str(value)``.
+
+    Examples
+    --------
+    >>> [plain_number(v) for v in (3, 0.123456, 1.2e-7, 12345.6, float("nan"), True, "mixture")]
+    ['3', '0.1235', '0.0000', '12,346', 'nan', 'True', 'mixture']
+    """
+    import numbers
+
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    v = float(value)
+    if not np.isfinite(v):
+        return str(v)
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def stats_table(stats: Any, *, column: str = "value", digits: int = 4) -> Any:
+    """A mapping of statistics as a one-column table of :func:`plain_number` strings.
+
+    Examples
+    --------
+    >>> stats_table({"rho": 0.51234, "p_mantel": 2e-9, "n_pairs": 45}).loc["p_mantel", "value"]
+    '0.0000'
+    """
+    import pandas as pd
+
+    return pd.Series({k: plain_number(v, digits=digits) for k, v in dict(stats).items()}).to_frame(column)
