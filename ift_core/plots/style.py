@@ -15,7 +15,7 @@ Examples
 >>> import matplotlib.pyplot as plt
 >>> fig, ax = plt.subplots(figsize=(14, 3))
 >>> _ = ax.set_title("a title", fontsize=6)
->>> smallest_text_px(fit_to_column(fig)) >= MIN_TEXT_PX
+>>> bool(smallest_text_px(fit_to_column(fig)) >= MIN_TEXT_PX)
 True
 >>> raw_names(fig)
 []
@@ -56,7 +56,6 @@ BOOK_RC: dict[str, Any] = {
     "figure.titlesize": 13,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "axes.titlelocation": "left",
     "legend.frameon": False,
     "lines.markersize": 5,
     "axes.prop_cycle": matplotlib.cycler(color=["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc",
@@ -89,7 +88,7 @@ def smallest_text_px(fig: Figure, *, column_px: float = COLUMN_PX) -> float:
     >>> import matplotlib.pyplot as plt
     >>> fig, ax = plt.subplots(figsize=(7, 3), dpi=100)
     >>> _ = ax.set_title("x", fontsize=9)
-    >>> round(smallest_text_px(fig), 1) <= 12.5
+    >>> bool(round(smallest_text_px(fig), 1) <= 12.5)
     True
     """
     fig.draw_without_rendering()  # tick labels exist only once drawn
@@ -109,7 +108,7 @@ def fit_to_column(fig: Figure, *, column_px: float = COLUMN_PX, min_px: float = 
     --------
     >>> import matplotlib.pyplot as plt
     >>> fig = fit_to_column(plt.figure(figsize=(15, 4)))
-    >>> fig.get_figwidth() <= MAX_WIDTH_IN
+    >>> bool(fig.get_figwidth() <= MAX_WIDTH_IN)
     True
     """
     width, height = fig.get_size_inches()
@@ -138,7 +137,7 @@ def book_figure(func: _F) -> _F:
     >>> @book_figure
     ... def wide():
     ...     return plt.figure(figsize=(16, 3))
-    >>> wide().get_figwidth() <= MAX_WIDTH_IN
+    >>> bool(wide().get_figwidth() <= MAX_WIDTH_IN)
     True
     """
 
