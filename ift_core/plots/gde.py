@@ -98,7 +98,7 @@ def error_vs_disagreement(
     ax.set_aspect("equal")
     title = "test set (number: severity)" if any(level for _, level in families.values()) and per == "ensemble" \
         else None
-    ax.legend(frameon=False, title=title, loc="upper left")
+    ax.legend(frameon=False, title=title, loc="best")
     return fig
 
 

@@ -71,9 +71,17 @@ def use_book_style() -> None:
 
 
 def _scale(fig: Figure, column_px: float) -> float:
-    """How much the column shrinks the figure: 1 when it fits, else column / natural width."""
-    natural = fig.get_figwidth() * fig.dpi
-    return min(1.0, column_px / natural)
+    """How much the column shrinks the figure: 1 when it fits, else column / natural width.
+
+    The natural width is that of the saved image: the book saves figures with
+    ``bbox_inches="tight"``, so text outside the axes (a legend, a long title) widens it.
+    """
+    width = fig.get_figwidth()
+    try:
+        width = max(width, fig.get_tightbbox().width)
+    except (AttributeError, TypeError, ValueError):  # pragma: no cover - no renderer to measure with
+        pass
+    return min(1.0, column_px / (width * fig.dpi))
 
 
 def _texts(fig: Figure) -> list[Text]:
