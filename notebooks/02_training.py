@@ -152,7 +152,8 @@ test_error = float(gde.test_error(test_outputs.preds, test_outputs.labels))
 test_disagreement = float(gde.disagreement(test_outputs.preds))
 print(f"mode {config.mode}: mean test error {test_error:.4f}, mean disagreement {test_disagreement:.4f}, "
       f"disagreement / error {test_disagreement / test_error:.2f}")
-gde_plots.error_vs_disagreement((test_outputs.preds, test_outputs.labels), per="pair")
+fig = gde_plots.error_vs_disagreement({"one pair of seeds": (test_outputs.preds, test_outputs.labels)}, per="pair")
+fig.axes[0].set_title(f"Test error and disagreement of {len(ensemble)} seeds ({config.mode})")
 plt.show()
 
 # %% [markdown]
