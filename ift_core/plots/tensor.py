@@ -398,12 +398,9 @@ def threshold_sweep(sweep: pd.DataFrame, *, x: str = "gamma_corr", hue: str = "p
             ax.axhline(0, color="black", lw=0.7)
         ax.set(xlabel=SWEEP_LABELS.get(x, x.replace("_", " ")), title=SWEEP_LABELS.get(metric, metric.replace("_", " ")))
     for ax in list(axes.flat)[len(shown):]:
-        ax.set_axis_off()
+        ax.remove()  # one panel per metric, nothing else
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    if len(shown) < nrows * ncols:
-        axes.flat[-1].legend(handles, labels, loc="center", title="presence threshold")
-    else:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), title="presence threshold")
     return fig
 
 
