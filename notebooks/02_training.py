@@ -123,7 +123,8 @@ ensemble = train.train_ensemble(config, backend=backend, progress=False)
 metrics = pd.DataFrame(ensemble.metrics())
 table = metrics[["seed", "init_seed", "order_seed", "subset_seed", "train_accuracy", "test_accuracy",
                  "backend", "device", "wall_s"]].set_index("seed")
-print(f"{ensemble.n_trained} model(s) trained now, {len(ensemble) - ensemble.n_trained} loaded from {ensemble.directory}")
+print(f"{ensemble.n_trained} model(s) trained now, {len(ensemble) - ensemble.n_trained} loaded from the cache "
+      f"(entry {ensemble.directory.name})")
 table
 
 # %%
@@ -133,6 +134,27 @@ plt.show()
 # %% tags=["solution"] student="tabulate the mean, standard deviation, minimum and maximum of the seeds' training and test accuracies"
 summary = pd.DataFrame({"train accuracy": ensemble.train_accuracy, "test accuracy": ensemble.test_accuracy})
 summary.describe().loc[["mean", "std", "min", "max"]]
+
+# %% [markdown]
+# ## Test error and disagreement
+#
+# The quantities of GDE (Definitions §4) for this ensemble: the mean test error of one seed and
+# the mean disagreement of two, over all pairs of seeds. Each point of the figure is one pair of
+# seeds; on the dashed diagonal their disagreement would equal their test error. Rerun the chapter
+# with another `mode` to see how the randomness mode moves them (exercise 8).
+
+# %%
+from ift_core import activations, gde
+from ift_core.plots import gde as gde_plots
+
+test_outputs = activations.ensemble_activations(ensemble, split="test", progress=False)
+test_error = float(gde.test_error(test_outputs.preds, test_outputs.labels))
+test_disagreement = float(gde.disagreement(test_outputs.preds))
+print(f"mode {config.mode}: mean test error {test_error:.4f}, mean disagreement {test_disagreement:.4f}, "
+      f"disagreement / error {test_disagreement / test_error:.2f}")
+fig = gde_plots.error_vs_disagreement({"one pair of seeds": (test_outputs.preds, test_outputs.labels)}, per="pair")
+fig.axes[0].set_title(f"Test error and disagreement of {len(ensemble)} seeds ({config.mode})")
+plt.show()
 
 # %% [markdown]
 # ## Check

@@ -59,10 +59,12 @@ print(f"{config.arch} on {config.data.name}: {it}")
 # ## O3: who learns which feature
 
 # %% tags=["solution"] student="measure O3 with obs.o3_feature_sharing, plot who learns which feature and show its statistics"
+from ift_core.plots.style import stats_table  # statistics as plain numbers
+
 o3 = obs.o3_feature_sharing(it, split_rule=split_rule, confidence_level=confidence_level)
 tplots.feature_sharing(o3)
 plt.show()
-pd.Series(o3.stats).to_frame("value")
+stats_table(o3.stats)
 
 # %% [markdown]
 # With the paper's presence rule a feature's frequency grows with the number of seeds that have
@@ -85,7 +87,7 @@ o4 = obs.o4_overlap_vs_agreement(it, acts.preds, confidence_level=confidence_lev
                                  n_permutations=n_permutations, seed=0)
 tplots.overlap_vs_agreement(o4)
 plt.show()
-pd.Series(o4.stats).to_frame("value")
+stats_table(o4.stats)
 
 # %% [markdown]
 # ## Check

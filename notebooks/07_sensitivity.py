@@ -89,7 +89,8 @@ sweep.loc[default, cols].round(3)
 for scale in ("column", "model"):
     sub = sweep[default & (sweep.presence_scale == scale) & (sweep.corr_rule == "absolute")]
     fig = tplots.threshold_sweep(sub, x="gamma_corr", hue="presence_value")
-    fig.suptitle(f"absolute gamma_corr, presence_scale={scale!r}")
+    scaled = "its own maximum (the paper's rule)" if scale == "column" else "its model's maximum"
+    fig.suptitle(f"Absolute correlation threshold; each component scaled by {scaled}", x=0.01, ha="left")
     plt.show()
 
 # %% [markdown]
@@ -99,7 +100,7 @@ for scale in ("column", "model"):
 # %%
 sub = sweep[default & (sweep.presence_scale == "column") & (sweep.corr_rule == "quantile")]
 fig = tplots.threshold_sweep(sub, x="corr_value", hue="presence_value")
-fig.suptitle("gamma_corr as a quantile of cross-model |C|, presence_scale='column'")
+fig.suptitle("Correlation threshold as a quantile; each component scaled by its own maximum", x=0.01, ha="left")
 plt.show()
 sub.groupby("corr_value")["gamma_corr"].first().to_frame("absolute gamma_corr")
 

@@ -32,7 +32,7 @@
 #
 # For an ensemble every baseline is applied model by model and averaged, so all four estimate
 # the same quantity: the mean test error of a single seed. What to expect on the CPU profile
-# (Fashion-MNIST, see the notes on the pilot in the design document): seeds make the *same*
+# (Fashion-MNIST; Definitions §6 describes a first run on it): seeds make the *same*
 # mistakes, so disagreement falls *below* test error; the two diagnostics below say why.
 
 # %% tags=["parameters"]
@@ -118,14 +118,14 @@ print(f"clean test set: test error {err:.4f}, disagreement {dis:.4f}, dis/err {d
 # dashed diagonal, disagreement would be an exact label-free estimate of test error.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.8))
 pred_sets = {name: (p.argmax(axis=2), y) for name, (p, y) in targets.items()}
 gde_plots.error_vs_disagreement(pred_sets, per="ensemble", ax=axes[0])
 axes[0].set_title("one point per test set")
 strongest = {name: pred_sets[name] for name in pred_sets
              if name == "clean" or name.endswith(f"-{max(shift_levels)}")} if shift_levels else pred_sets
 gde_plots.error_vs_disagreement(strongest, per="pair", ax=axes[1])
-axes[1].set_title("one point per pair of seeds (clean and strongest shifts)")
+axes[1].set_title("one point per pair of seeds\n(clean and strongest shifts)")
 fig.tight_layout()
 
 # %% [markdown]
@@ -142,12 +142,12 @@ fig.tight_layout()
 #   right/wrong pattern but its wrong answers were uniform over the $K-1$ wrong classes.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
 gde_plots.vote_reliability_diagram(full_preds, labels_all, K, ax=axes[0])
-axes[0].set_title(f"clean test set: {axes[0].get_title()}")
+axes[0].set_title(f"clean test set:\n{axes[0].get_title()}")
 worst = table.drop(index=["clean (full test set)"])["error"].astype(float).idxmax()
 gde_plots.vote_reliability_diagram(targets[worst][0].argmax(axis=2), targets[worst][1], K, ax=axes[1])
-axes[1].set_title(f"{worst}: {axes[1].get_title()}")
+axes[1].set_title(f"{worst.replace('_', ' ')}:\n{axes[1].get_title()}")
 fig.tight_layout()
 
 diag = table[["error", "disagreement", "counterfactual_disagreement", "same_wrong_rate", "random_same_wrong_rate"]]

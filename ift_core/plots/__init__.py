@@ -2,7 +2,8 @@
 
 ``ift_core.plots.train`` (images and training curves), ``.tensor`` (interaction tensor and
 observations O1-O4), ``.theory`` (the framework), ``.readings`` (its readings side by side), ``.gde`` (error, disagreement, calibration,
-estimators) and ``.experiments`` (breaking GDE on real images). Every figure function is also
+estimators) and ``.experiments`` (breaking GDE on real images); ``.style`` is the one figure style
+they all share (legible at the book's column width). Every figure function is also
 reachable as ``ift_core.plots.<name>``; submodules load on first use, so matplotlib is imported
 only when a figure is drawn.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("train", "tensor", "theory", "readings", "gde", "experiments")
+_SUBMODULES = ("train", "tensor", "theory", "readings", "gde", "experiments", "style")
 
 __all__ = list(_SUBMODULES)
 

@@ -9,6 +9,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from ift_core.plots.style import book_figure, use_book_style
+
+use_book_style()
+
 __all__ = [
     "sweep_curves",
     "gap_vs_rarity",
@@ -52,6 +56,7 @@ def _with_ci(ax: plt.Axes, df: pd.DataFrame, col: str, *, color: Any, label: str
         ax.plot(x, y, color=color, ls=ls, marker=marker, ms=5, label=label)
 
 
+@book_figure
 def sweep_curves(result: Any, *, test_sets: Sequence[str] = _TEST_SETS, counterfactual: bool = True) -> Figure:
     """Test error and disagreement against rarity, one panel per test set, with bootstrap intervals.
 
@@ -91,6 +96,7 @@ def sweep_curves(result: Any, *, test_sets: Sequence[str] = _TEST_SETS, counterf
     return fig
 
 
+@book_figure
 def gap_vs_rarity(results: Any, *, test_set: str = "subpopulation", ax: plt.Axes | None = None) -> Figure:
     """The GDE gap (disagreement - error) on one test set against rarity, for one or more constructions.
 
@@ -128,6 +134,7 @@ def gap_vs_rarity(results: Any, *, test_set: str = "subpopulation", ax: plt.Axes
     return fig
 
 
+@book_figure
 def sweep_diagnostics(result: Any, *, ax: plt.Axes | None = None) -> Figure:
     """Why the gap has its sign: split points, same-wrong-class rate and the tensor's seed count.
 
@@ -161,6 +168,7 @@ def sweep_diagnostics(result: Any, *, ax: plt.Axes | None = None) -> Figure:
     return fig
 
 
+@book_figure
 def measured_vs_predicted(comparison: pd.DataFrame, *, metrics: Sequence[str] = ("error", "disagreement"),
                           test_sets: Sequence[str] = _TEST_SETS) -> Figure:
     """Measured (with intervals, solid) against the framework's prediction (dashed), per test set.
@@ -204,6 +212,7 @@ def measured_vs_predicted(comparison: pd.DataFrame, *, metrics: Sequence[str] = 
     return fig
 
 
+@book_figure
 def construction_examples_figure(examples: Mapping[str, Any] | Sequence[Mapping[str, Any]], *,
                                  n: int | None = None) -> Figure:
     """Example images: one row of ordinary images, then one row per construction.

@@ -12,6 +12,10 @@ from matplotlib.figure import Figure
 from ift_core import gde
 from ift_core.internal import check_choice
 
+from ift_core.plots.style import book_figure, use_book_style
+
+use_book_style()
+
 __all__ = ["error_vs_disagreement", "vote_reliability_diagram", "estimator_comparison"]
 
 
@@ -30,6 +34,7 @@ def _axes(ax: plt.Axes | None, size: tuple[float, float] = (5.0, 4.5)) -> tuple[
     return ax.figure, ax
 
 
+@book_figure
 def error_vs_disagreement(
     sets: Any,
     *,
@@ -61,28 +66,52 @@ def error_vs_disagreement(
     per = check_choice(per, "per", ("pair", "ensemble"))
     data = _as_sets(sets)
     fig, ax = _axes(ax)
-    colors = sns.color_palette("colorblind" if len(data) <= 10 else "husl", len(data))
+    # Many sets (a shift at several severities): one colour per family ("blur" for "blur-3"),
+    # the severity written beside each point, so the legend stays short and readable.
+    families = {name: _family(name, len(data)) for name in data}
+    names = list(dict.fromkeys(family for family, _ in families.values()))
+    palette = dict(zip(names, sns.color_palette("colorblind" if len(names) <= 10 else "husl", len(names))))
     top = 0.0
-    for color, (name, (preds, labels)) in zip(colors, data.items()):
+    labelled: set[str] = set()
+    for name, (preds, labels) in data.items():
+        family, level = families[name]
+        color = palette[family]
+        label = None if family in labelled else family
+        labelled.add(family)
         errors = gde.test_error(preds, labels, per_model=True)
         if per == "pair":
             pw = gde.pairwise_disagreement(preds)
             i, j = np.triu_indices(len(errors), 1)
             x, y = pw[i, j], (errors[i] + errors[j]) / 2
-            ax.scatter(x, y, s=14, alpha=0.6, color=color, label=name)
+            ax.scatter(x, y, s=14, alpha=0.6, color=color, label=label)
         else:
             x, y = np.array([gde.disagreement(preds)]), np.array([errors.mean()])
             ax.errorbar(x, y, yerr=[[y[0] - errors.min()], [errors.max() - y[0]]], fmt="none", color=color, alpha=0.6)
-            ax.scatter(x, y, s=40, color=color, label=name, zorder=3)
+            ax.scatter(x, y, s=40, color=color, label=label, zorder=3)
+            if level:
+                ax.annotate(level, (x[0], y[0]), xytext=(4, -10), textcoords="offset points", fontsize=9,
+                            color=color)
         top = max(top, float(np.max(x)), float(np.max(errors)))
     lim = top * 1.08 + 1e-3
     ax.plot([0, lim], [0, lim], ls="--", color="0.4", lw=1, label="GDE: error = disagreement")
     ax.set(xlim=(0, lim), ylim=(0, lim), xlabel="disagreement (no labels needed)", ylabel="test error")
     ax.set_aspect("equal")
-    ax.legend(fontsize="small", frameon=False)
+    title = "test set (number: severity)" if any(level for _, level in families.values()) and per == "ensemble" \
+        else None
+    ax.legend(frameon=False, title=title, loc="best")
     return fig
 
 
+def _family(name: str, n_sets: int) -> tuple[str, str]:
+    """``("gaussian noise", "3")`` for ``"gaussian_noise-3"`` when there are many sets, else ``(name, "")``."""
+    words = str(name).replace("_", " ")
+    head, _, tail = words.rpartition("-")
+    if n_sets > 6 and head and tail.isdigit():
+        return head, tail
+    return words, ""
+
+
+@book_figure
 def vote_reliability_diagram(
     preds: Any,
     labels: Any,
@@ -118,15 +147,16 @@ def vote_reliability_diagram(
     fig, ax = _axes(ax)
     bars = ax.bar(table["confidence"], table["accuracy"], width=0.8 / m, color=sns.color_palette("colorblind")[0],
                   alpha=0.8, label="observed")
-    ax.bar_label(bars, labels=[f"{w:.2f}" for w in table["mass"]], fontsize="x-small", padding=2)
+    ax.bar_label(bars, labels=[f"{w:.2f}" for w in table["mass"]], fontsize=9, padding=2)
     ax.plot([0, 1], [0, 1], ls="--", color="0.4", lw=1, label="calibrated")
-    ax.set(xlim=(-0.6 / m, 1 + 0.6 / m), ylim=(0, 1.1), xlabel="vote share q = fraction of models predicting k",
+    ax.set(xlim=(-0.6 / m, 1 + 0.6 / m), ylim=(0, 1.1), xlabel="vote share q (share of models predicting class k)",
            ylabel="P(Y = k | vote share q), aggregated over k")
     ax.set_title(f"vote ensemble of {m} models, CACE = {gde.cace(preds, labels, n_classes):.3f}")
-    ax.legend(fontsize="small", frameon=False, loc="upper left")
+    ax.legend(frameon=False, loc="upper left")
     return fig
 
 
+@book_figure
 def estimator_comparison(
     df: pd.DataFrame,
     *,
@@ -164,5 +194,5 @@ def estimator_comparison(
     if value == "signed_error":
         ax.axhline(0, color="0.3", lw=0.8)
     ax.tick_params(axis="x", labelrotation=30)
-    ax.legend(title="method", fontsize="small", frameon=False)
+    ax.legend(title="method", frameon=False)
     return fig

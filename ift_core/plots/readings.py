@@ -19,11 +19,16 @@ import seaborn as sns
 
 from ..theory.readings import CRITERIA, Criteria
 
+from ift_core.plots.style import book_figure, use_book_style
+
+use_book_style()
+
 __all__ = ["plot_caption_test"]
 
 _LEADS = {"t_r": ("$t_r$", "$t_d$"), "n_r": ("$n_r$", "$n_d$")}
 
 
+@book_figure
 def plot_caption_test(df: pd.DataFrame, *, criteria: Criteria = CRITERIA, quantiles: tuple[float, float] = (0.25, 0.75)
                       ) -> plt.Figure:
     """One column per reading, one row per swept parameter: ``|rel gap|`` along the caption's sweeps.

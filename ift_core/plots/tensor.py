@@ -17,6 +17,10 @@ from ift_core.internal import check_int
 from ift_core.observations import Observation
 from ift_core.tensor import InteractionTensor, ModelComponents
 
+from ift_core.plots.style import book_figure, use_book_style
+
+use_book_style()
+
 __all__ = [
     "correlation_matrix",
     "correlation_histogram",
@@ -57,6 +61,7 @@ def _rho_text(o: Observation) -> str:
     return f"{o.statistic:.3f} [{o.ci[0]:.3f}, {o.ci[1]:.3f}]"
 
 
+@book_figure
 def correlation_matrix(corr: np.ndarray, n_models: int, *, max_models: int | None = 6,
                        max_components: int | None = None, ax: plt.Axes | None = None) -> Figure:
     """Heatmap of |C| between candidate features, with lines between models' blocks.
@@ -97,6 +102,7 @@ def correlation_matrix(corr: np.ndarray, n_models: int, *, max_models: int | Non
     return fig
 
 
+@book_figure
 def correlation_histogram(corr: np.ndarray, n_models: int, *, threshold: float | None = None,
                           ax: plt.Axes | None = None) -> Figure:
     """Histogram (log count) of |C| over cross-model pairs, with gamma_corr marked.
@@ -114,15 +120,18 @@ def correlation_histogram(corr: np.ndarray, n_models: int, *, threshold: float |
     own = np.repeat(np.arange(n_models), mk // n_models)
     vals = c[own[:, None] < own[None, :]]
     fig, ax = _axes(ax)
-    sns.histplot(vals, bins=60, ax=ax, log_scale=(False, True), color="tab:gray")
+    # ax.hist with log=True starts its bars below 1; histplot with a log y axis draws none.
+    ax.hist(vals, bins=60, range=(0.0, 1.0), log=True, color="0.55", edgecolor="white", linewidth=0.3,
+            label="pairs of components of different models")
     if threshold is not None:
-        ax.axvline(threshold, color="tab:red", ls="--", label=f"gamma_corr = {threshold:.3f}")
-        ax.legend()
-    ax.set(xlabel="|correlation| between components of different models", ylabel="pairs",
-           title="Cross-model correlations")
+        ax.axvline(threshold, color="#d55e00", ls="--", label=rf"$\gamma_{{\rm corr}}$ = {threshold:.3f}")
+    ax.legend(loc="upper right")
+    ax.set(xlabel="|correlation| between components of different models", ylabel="pairs (log scale)",
+           title="Cross-model correlations", xlim=(0, 1))
     return fig
 
 
+@book_figure
 def explained_variance(components: ModelComponents | InteractionTensor, *, ax: plt.Axes | None = None) -> Figure:
     """Explained-variance ratio per component, one line per model.
 
@@ -145,6 +154,7 @@ def explained_variance(components: ModelComponents | InteractionTensor, *, ax: p
     return fig
 
 
+@book_figure
 def cluster_structure(tensor: InteractionTensor, *, max_features: int | None = 200,
                       ax: plt.Axes | None = None) -> Figure:
     """Which model has which feature: the (M x T) model-feature matrix.
@@ -178,6 +188,7 @@ def cluster_structure(tensor: InteractionTensor, *, max_features: int | None = 2
     return fig
 
 
+@book_figure
 def subspace_correlations(canonical: np.ndarray, *, best_single: np.ndarray | None = None,
                           ax: plt.Axes | None = None) -> Figure:
     """Canonical correlations between models' top-K subspaces, by index (mean and spread over pairs).
@@ -211,6 +222,7 @@ def subspace_correlations(canonical: np.ndarray, *, best_single: np.ndarray | No
     return fig
 
 
+@book_figure
 def frequency_histogram(o1: Observation, *, ax: plt.Axes | None = None) -> Figure:
     """O1: histogram of log10 feature frequency, dominant and rare coloured, split marked.
 
@@ -240,6 +252,7 @@ def frequency_histogram(o1: Observation, *, ax: plt.Axes | None = None) -> Figur
     return fig
 
 
+@book_figure
 def features_vs_confidence(o2: Observation, *, ax: plt.Axes | None = None) -> Figure:
     """O2: mean features per point in confidence bins (with SEM), Spearman rho in the title.
 
@@ -267,6 +280,7 @@ def features_vs_confidence(o2: Observation, *, ax: plt.Axes | None = None) -> Fi
     return fig
 
 
+@book_figure
 def feature_sharing(o3: Observation) -> Figure:
     """O3: models per feature (dominant vs rare), features per model, and pairwise overlap.
 
@@ -280,28 +294,41 @@ def feature_sharing(o3: Observation) -> Figure:
     >>> fig = feature_sharing(o3_feature_sharing(it))
     """
     o = _observation(o3, "O3")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), layout="constrained")
+    fig, axes = plt.subplot_mosaic([["share", "overlap"], ["models", "models"]], figsize=(9, 7.6),
+                                   layout="constrained", height_ratios=[1.15, 1])
     df = _with_kind(o.table)
     n_models = len(o.tables["models"])
     sns.histplot(df, x="n_models", hue="kind", hue_order=_KIND_ORDER, multiple="dodge", shrink=0.8,
-                 discrete=True, stat="percent", common_norm=False, ax=axes[0], palette=_KIND_PALETTE)
-    axes[0].set(xlabel="models that have the feature", ylabel="% of features of its kind",
-                xlim=(0.4, n_models + 0.6), title="Models per feature")
-    models = o.tables["models"].melt(id_vars="model", value_vars=["n_dominant", "n_rare", "n_own"],
-                                     var_name="kind", value_name="features")
-    sns.barplot(models, x="model", y="features", hue="kind", ax=axes[1])
-    axes[1].set(title="Features per model (n_own: only this model)")
+                 discrete=True, stat="percent", common_norm=False, ax=axes["share"], palette=_KIND_PALETTE)
+    axes["share"].set(xlabel="models that have the feature", ylabel="% of features of its kind",
+                      xlim=(0.4, n_models + 0.6), title="Models per feature")
+    legend = axes["share"].get_legend()
+    if legend is not None:
+        legend.set_title("feature")
+    names = {"n_dominant": "dominant", "n_rare": "rare", "n_own": "only this model"}
+    models = o.tables["models"].melt(id_vars="model", value_vars=list(names), var_name="kind",
+                                     value_name="features").assign(kind=lambda d: d["kind"].map(names))
+    sns.barplot(models, x="model", y="features", hue="kind", ax=axes["models"],
+                palette=[_KIND_PALETTE["dominant"], _KIND_PALETTE["rare"], "0.55"])
+    axes["models"].set(xlabel="model (seed)", ylabel="features", title="Features of each model")
+    axes["models"].legend(title=None, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    if n_models > 12:
+        axes["models"].tick_params(axis="x", labelsize=9)
     ov = o.tables["overlap"]
     mat = np.eye(n_models)
     mat[ov["model_a"], ov["model_b"]] = ov["jaccard"]
     mat[ov["model_b"], ov["model_a"]] = ov["jaccard"]
-    sns.heatmap(mat, ax=axes[2], cmap="mako", vmin=0, vmax=1, square=True, annot=n_models <= 10, fmt=".2f",
-                cbar_kws={"label": "Jaccard overlap"})
-    axes[2].set(xlabel="model", ylabel="model", title=f"Feature overlap (mean {o.stats['mean_jaccard']:.2f})")
-    fig.suptitle(f"O3: Spearman(frequency, models) = {_rho_text(o)}")
+    sns.heatmap(mat, ax=axes["overlap"], cmap="mako", vmin=0, vmax=1, square=True, annot=n_models <= 6,
+                fmt=".2f", cbar_kws={"label": "Jaccard overlap", "shrink": 0.8},
+                xticklabels=n_models <= 12, yticklabels=n_models <= 12)
+    axes["overlap"].set(xlabel="model", ylabel="model",
+                        title=f"Feature overlap of two models (mean {o.stats['mean_jaccard']:.2f})")
+    fig.suptitle(f"O3: Spearman correlation of a feature's frequency and its number of models = {_rho_text(o)}",
+                 x=0.01, ha="left")
     return fig
 
 
+@book_figure
 def overlap_vs_agreement(o4: Observation, *, ax: plt.Axes | None = None) -> Figure:
     """O4: one point per model pair, feature overlap against prediction agreement.
 
@@ -325,6 +352,7 @@ def overlap_vs_agreement(o4: Observation, *, ax: plt.Axes | None = None) -> Figu
     return fig
 
 
+@book_figure
 def threshold_sweep(sweep: pd.DataFrame, *, x: str = "gamma_corr", hue: str = "presence_value",
                     metrics: Sequence[str] = ("T", "o1_skew", "o2_rho", "o3_rho", "o4_rho"),
                     ) -> Figure:
@@ -355,16 +383,37 @@ def threshold_sweep(sweep: pd.DataFrame, *, x: str = "gamma_corr", hue: str = "p
     shown = [m for m in metrics if m in sweep and sweep[m].notna().any()]
     if not shown:
         raise ValueError(f"none of the metrics {tuple(metrics)} has values in the sweep")
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.6), layout="constrained", squeeze=False)
+    ncols = min(3, len(shown))
+    nrows = -(-len(shown) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(9, 3.1 * nrows + 0.6), layout="constrained", squeeze=False)
     palette = sns.color_palette("viridis", sweep[hue].nunique())
-    for ax, metric in zip(axes[0], shown):
+    hue_name = SWEEP_LABELS.get(hue, hue.replace("_", " "))
+    for ax, metric in zip(axes.flat, shown):
         for color, (h, grp) in zip(palette, sweep.sort_values(x).groupby(hue, sort=True)):
-            ax.plot(grp[x], grp[metric], marker="o", color=color, label=f"{hue}={h:g}")
+            ax.plot(grp[x], grp[metric], marker="o", color=color, label=f"{hue_name} = {h:g}")
             base = metric.split("_")[0] if metric.endswith("_rho") or metric == "o1_skew" else None
             if base and f"{base}_low" in grp:
                 ax.fill_between(grp[x], grp[f"{base}_low"], grp[f"{base}_high"], color=color, alpha=0.15)
         if metric.endswith("_rho") or metric == "o1_skew":
             ax.axhline(0, color="black", lw=0.7)
-        ax.set(xlabel=x, title=metric)
-    axes[0][0].legend(fontsize=7)
+        ax.set(xlabel=SWEEP_LABELS.get(x, x.replace("_", " ")), title=SWEEP_LABELS.get(metric, metric.replace("_", " ")))
+    for ax in list(axes.flat)[len(shown):]:
+        ax.remove()  # one panel per metric, nothing else
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), title="presence threshold")
     return fig
+
+
+#: Words for the columns of :func:`ift_core.observations.sweep_thresholds` in figures.
+SWEEP_LABELS = {
+    "gamma_corr": r"absolute $\gamma_{\rm corr}$",
+    "corr_value": r"$\gamma_{\rm corr}$ as a quantile of cross-model |C|",
+    "presence_value": r"$\gamma_{\rm data}$",
+    "T": "number of features T",
+    "frac_singletons": "share of features one model has",
+    "o1_skew": "O1: skewness of log frequency",
+    "o1_frac_dominant": "O1: share of dominant features",
+    "o2_rho": "O2: features vs confidence (rho)",
+    "o3_rho": "O3: frequency vs models (rho)",
+    "o4_rho": "O4: overlap vs agreement (rho)",
+}

@@ -24,6 +24,10 @@ import seaborn as sns
 
 from ift_core.internal import check_bool, check_int, check_real
 
+from ift_core.plots.style import book_figure, use_book_style
+
+use_book_style()
+
 __all__ = [
     "plot_closed_vs_simulation",
     "plot_sweeps",
@@ -51,6 +55,7 @@ def _require(df: pd.DataFrame, columns: Sequence[str], name: str) -> None:
         raise ValueError(f"{name} lacks columns {missing}; has {list(df.columns)}")
 
 
+@book_figure
 def plot_closed_vs_simulation(df: pd.DataFrame, *, ax: plt.Axes | None = None, n_se: float = 4.0) -> plt.Figure:
     """Closed form (x) against Monte Carlo (y) for every setting and metric, with ``n_se`` error bars.
 
@@ -90,6 +95,7 @@ def plot_closed_vs_simulation(df: pd.DataFrame, *, ax: plt.Axes | None = None, n
     return ax.figure
 
 
+@book_figure
 def plot_sweeps(df: pd.DataFrame, *, ncols: int = 3, show_gap: bool = False) -> plt.Figure:
     """The paper's Figure 4 (left columns): accuracy and agreement as one parameter varies.
 
@@ -135,6 +141,7 @@ def plot_sweeps(df: pd.DataFrame, *, ncols: int = 3, show_gap: bool = False) -> 
     return fig
 
 
+@book_figure
 def plot_coupled_sweep(df: pd.DataFrame, *, ax: plt.Axes | None = None) -> plt.Figure:
     """The paper's Figure 4 (right column): ``lead`` alone (dashed) vs ``lead`` and ``follow`` coupled.
 
@@ -171,6 +178,7 @@ def plot_coupled_sweep(df: pd.DataFrame, *, ax: plt.Axes | None = None) -> plt.F
     return ax.figure
 
 
+@book_figure
 def plot_accuracy_agreement(df: pd.DataFrame, *, hue: str | None = None, ax: plt.Axes | None = None,
                             **scatter: Any) -> plt.Figure:
     """Accuracy (x) against agreement (y) with the GDE diagonal ``agreement = accuracy``.
@@ -206,6 +214,7 @@ def plot_accuracy_agreement(df: pd.DataFrame, *, hue: str | None = None, ax: plt
     return ax.figure
 
 
+@book_figure
 def plot_vote_reliability(table: pd.DataFrame, *, empirical: pd.DataFrame | None = None,
                           ax: plt.Axes | None = None, label: str | None = None) -> plt.Figure:
     """Class-aggregated reliability diagram of the vote ensemble (marker area = probability mass).
@@ -246,6 +255,7 @@ def plot_vote_reliability(table: pd.DataFrame, *, empirical: pd.DataFrame | None
     return ax.figure
 
 
+@book_figure
 def plot_gap_map(df: pd.DataFrame, x: str, y: str, *, ax: plt.Axes | None = None, value: str = "gap") -> plt.Figure:
     """Heat map of ``E[dis] - E[err]`` over two parameters, with the GDE contour (gap = 0).
 

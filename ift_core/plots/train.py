@@ -12,9 +12,14 @@ from matplotlib.figure import Figure
 
 from ift_core.internal import check_bool
 
+from ift_core.plots.style import book_figure, use_book_style
+
+use_book_style()
+
 __all__ = ["image_grid", "training_curves"]
 
 
+@book_figure
 def image_grid(images: Any, labels: Sequence[int] | np.ndarray, class_names: Sequence[str], *,
                cols: int = 8, title: str | None = None, cell_size: float = 1.1) -> Figure:
     """A grid of images, each titled with its class name.
@@ -83,6 +88,7 @@ def image_grid(images: Any, labels: Sequence[int] | np.ndarray, class_names: Seq
     return fig
 
 
+@book_figure
 def training_curves(metrics: Sequence[Mapping[str, Any]], *, log_scale: bool = True,
                     ax: plt.Axes | None = None) -> Figure:
     """Mean training loss per epoch, one line per seed.
