@@ -1147,15 +1147,17 @@ def two_level_bootstrap(preds: Any, labels: Any, *, n_boot: int = 1000, level: f
     correct = right.sum(axis=0)
     estimate = {"error": d["error"], "disagreement": d["disagreement"], "gap": d["gap"], "both_wrong": d["both_wrong"],
                 "same_wrong": d["same_wrong"], "split_fraction": float(np.mean((correct > 0) & (correct < m)))}
-    rng = np.random.default_rng([seed, 2])
+    # Seeds and points from two streams, the points drawn replicate by replicate: chunk changes nothing.
+    seeds_rng, points_rng = np.random.default_rng([seed, 2, 0]), np.random.default_rng([seed, 2, 1])
+    w_all = (seeds_rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot).astype(np.float64) if resample != "points"
+             else np.ones((n_boot, m)))
     reps = {k: [] for k in BOOTSTRAP_STATISTICS}
     right_f = right.astype(np.float64)
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
-        w = (rng.multinomial(m, np.full(m, 1.0 / m), size=b).astype(np.float64) if resample != "points"
-             else np.ones((b, m)))
-        v = (rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64) if resample != "seeds"
-             else np.ones((b, n)))
+        w = w_all[start:start + b]
+        v = (np.stack([points_rng.multinomial(n, np.full(n, 1.0 / n)) for _ in range(b)]).astype(np.float64)
+             if resample != "seeds" else np.ones((b, n)))
         err = ((w @ wrong) * v).sum(axis=1) / (m * n)
         pw = w[:, ii] * w[:, jj]                              # (b, pairs)
         norm = pw.sum(axis=1)
