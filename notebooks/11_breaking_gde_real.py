@@ -36,11 +36,12 @@ from typing import Optional
 profile = "cpu"            # "tiny" (digits + MLP, seconds), "cpu" (Fashion-MNIST + small CNN, minutes), "paper" (CIFAR-10 + ResNet18, GPU)
 full_grid = False          # True: the profile's denser rarity grids for both families (about twice the training)
 transform: Optional[str] = None  # the shape-preserving construction, e.g. "rotate90"; None: from the profile
-feature_construction: Optional[str] = None  # the feature-only construction, e.g. "texture" or "texture,size=4"; None: from the profile
+feature_construction: Optional[str] = None  # the feature-only construction, e.g. "texture" (options: see ift_core.data.TextureSpec); None: from the profile
 next_constructions: Optional[list[str]] = None  # more shape-preserving constructions to sweep (e.g. "rotate90+invert"); None: none
 rarities: Optional[list[int]] = None  # shape family: examples per class in training; None: from the profile
 feature_rarities: Optional[list[int]] = None  # feature-only family: points per class added to training; None: from the profile
 naturalness = True         # also try the more natural variants of the feature-only points (profile.natural_constructions)
+natural_n_models: Optional[int] = 5  # seeds per natural variant (fewer than the main sweeps, to fit the budget); None: as the main sweeps
 n_models: Optional[int] = None  # seeds per rarity; None: from the profile (10 for "cpu")
 n_boot = 500               # bootstrap replicates (over points; and over seeds, then points)
 level = 0.95               # coverage of the intervals
@@ -206,15 +207,16 @@ display(cells[cells.test_set == "subpopulation"].set_index(["family", "rarity"])
 # ## More natural feature-only points
 #
 # Pure noise around a pasted square is far from a natural image. Each variant below changes one
-# thing and is run at `r` = the profile's `natural_rarities` with the same seeds' count (ours):
+# thing and is run at `r` = the profile's `natural_rarities` with `natural_n_models` seeds (ours; 5
+by default, to fit the chapter's budget, so their intervals are wider):
 # a background of handwritten digits (scikit-learn's, resized: images of another data set the
 # models never see, drawn independently of the label), a smaller texture (4x4), a fainter one
 # (opacity 0.5 over the noise), three textures per class, and the texture at a random position.
 # Whatever they give is reported, failures included.
 
 # %%
-natural_sweeps = {c: ex.subpopulation_sweep(config, rarities=prof.natural_rarities, transform=c, **sweep_kw)
-                  for c in natural}
+natural_sweeps = {c: ex.subpopulation_sweep(config, rarities=prof.natural_rarities, transform=c, n_models=natural_n_models,
+                                            **sweep_kw) for c in natural}
 natural_rows = pd.concat([feature_row.assign(construction=c) for c, s in natural_sweeps.items()
                           for feature_row in [s.table[s.table.test_set == "subpopulation"]]]
                          + [families["feature-only"].table.query("test_set == 'subpopulation' and rarity in "
