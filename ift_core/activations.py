@@ -432,7 +432,9 @@ def _read_cache(path: Path, identity: dict[str, Any], *, report: bool) -> Activa
         if report:
             # The file's name only: no machine's folders in a chapter's output.
             reason = str(err).replace(str(path), path.name).replace(str(path.parent), "<ensemble folder>")
-            warnings.warn(f"cached activations are not used and are recomputed: {reason}", stacklevel=3)
+            # Attributed to this module by its package path (warn would print the file's absolute path).
+            warnings.warn_explicit(f"cached activations are not used and are recomputed: {reason}", UserWarning,
+                                   filename="ift_core/activations.py", lineno=0, module=__name__)
         return None
 
 
