@@ -1156,8 +1156,11 @@ def two_level_bootstrap(preds: Any, labels: Any, *, n_boot: int = 1000, level: f
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
         w = w_all[start:start + b]
-        v = (np.stack([points_rng.multinomial(n, np.full(n, 1.0 / n)) for _ in range(b)]).astype(np.float64)
-             if resample != "seeds" else np.ones((b, n)))
+        if resample != "seeds":  # point counts of b replicates at once (the stream does not depend on chunk)
+            idx = points_rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+            v = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        else:
+            v = np.ones((b, n))
         err = ((w @ wrong) * v).sum(axis=1) / (m * n)
         pw = w[:, ii] * w[:, jj]                              # (b, pairs)
         norm = pw.sum(axis=1)
