@@ -179,7 +179,7 @@ plt.show()
 # reusing `ift_core.theory`), so the disagreement, the gap and the split fraction below are
 # predictions. Agreement is judged against the intervals over points.
 
-# %%
+# %% tags=["solution"] student="for each family, fit the framework to the measured errors only (ex.framework_prediction with p_systematic=0.0) and compare its predicted disagreement and split fraction with the measured ones (ex.compare_with_framework)"
 comparisons = {}
 for name, res in families.items():
     pred = ex.framework_prediction(res, p_systematic=0.0)
