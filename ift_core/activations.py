@@ -21,6 +21,7 @@ sub-population transform (:func:`ift_core.data.load_subpopulation_data`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import os
@@ -405,8 +406,17 @@ def activations_path(ensemble: Any, split: str = "test", layer: str = PENULTIMAT
 
 
 def _cache_identity(ensemble: Any, split: str, layer: str) -> dict[str, Any]:
-    """What a cached activations file belongs to: the ensemble's config, its seeds, the split and layer."""
-    return {"kind": "activations", "config": config_key(ensemble.config), "seeds": [int(s) for s in ensemble.seeds],
+    """What a cached activations file belongs to: the ensemble's config, its seeds, the split and layer.
+
+    Without a sub-population (``subpopulation_per_class = 0``) the construction's other fields
+    change neither the ensemble nor its train and test sets, so they are set to their defaults
+    here: two sweeps over different constructions share the r = 0 ensemble and its files."""
+    config = ensemble.config
+    if split != "subpopulation" and not config.data.subpopulation_per_class:
+        defaults = {f.name: f.default for f in dataclasses.fields(config.data)
+                    if f.name in ("subpopulation_transform", "subpopulation_seed")}
+        config = config.replace(**defaults)
+    return {"kind": "activations", "config": config_key(config), "seeds": [int(s) for s in ensemble.seeds],
             "split": split, "layer": layer}
 
 
@@ -420,7 +430,11 @@ def _read_cache(path: Path, identity: dict[str, Any], *, report: bool) -> Activa
         return None
     except (DamagedFileError, ValueError, OSError) as err:  # ValueError: sealed, yet not an ActivationSet
         if report:
-            warnings.warn(f"cached activations are not used and are recomputed: {err}", stacklevel=3)
+            # The file's name only: no machine's folders in a chapter's output.
+            reason = str(err).replace(str(path), path.name).replace(str(path.parent), "<ensemble folder>")
+            # Attributed to this module by its package path (warn would print the file's absolute path).
+            warnings.warn_explicit(f"cached activations are not used and are recomputed: {reason}", UserWarning,
+                                   filename="ift_core/activations.py", lineno=0, module=__name__)
         return None
 
 

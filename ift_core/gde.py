@@ -62,6 +62,9 @@ __all__ = [
     "same_wrong_rate",
     "counterfactual_disagreement",
     "gde_summary",
+    "gap_decomposition",
+    "BOOTSTRAP_STATISTICS",
+    "two_level_bootstrap",
     "AverageConfidence",
     "DifferenceOfConfidences",
     "ATC",
@@ -1006,3 +1009,182 @@ def compare_estimators(
                 }
             )
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- why the gap has its sign
+
+
+def gap_decomposition(preds: Any, labels: Any, n_classes: int | None = None) -> dict[str, float]:
+    """Disagreement minus error, taken apart: ``dis - err = err - (1 + s) B``, exactly.
+
+    For two models, disagreeing = not (both right) and not (both wrong with the same answer), so
+    ``dis = 2 err - B - s B`` with ``err`` their mean error, ``B = P(both wrong)`` and ``s =
+    P(same class | both wrong)``. Averaged over the distinct pairs of an ensemble it stays exact
+    with ``B`` the mean over pairs and ``s`` pooled over pairs (:func:`same_wrong_rate`).
+    Disagreement exceeds error exactly when ``B < err / (1 + s)``: wrong answers that are rarely
+    shared (small ``B``: seeds miss different points) or seldom the same class (small ``s``).
+
+    Parameters
+    ----------
+    preds : array of int, shape (M >= 2, N)
+    labels : array of int, shape (N,)
+    n_classes : int, optional
+        Needed for the counterfactual (``s`` replaced by ``1 / (K - 1)``, random wrong answers).
+
+    Returns
+    -------
+    dict
+        ``error``, ``disagreement``, ``gap`` (dis - err), ``both_wrong`` (B), ``same_wrong`` (s,
+        NaN when no pair is ever wrong together), ``gap_identity`` (``err - (1 + s) B``, equal to
+        ``gap`` up to rounding), ``both_wrong_independent`` (B if the models erred independently
+        of each other: the mean over pairs of ``err_i err_j``), ``dependence`` (``B`` over that),
+        ``break_even_both_wrong`` (``err / (1 + s)``: dis > err iff ``B`` is below it) and, with
+        ``n_classes``, ``counterfactual_gap`` (``err - (1 + 1/(K-1)) B``, as
+        :func:`counterfactual_disagreement` minus the error).
+
+    Examples
+    --------
+    >>> d = gap_decomposition([[1, 0, 2], [2, 2, 2], [0, 2, 1]], [0, 0, 1], 3)
+    >>> round(d["both_wrong"], 4), round(d["same_wrong"], 4)
+    (0.3333, 0.6667)
+    >>> round(d["gap"], 6) == round(d["error"] - (1 + d["same_wrong"]) * d["both_wrong"], 6)
+    True
+    """
+    p = _check_preds(preds, min_models=2)
+    y = _check_labels(labels, p.shape[1])
+    m, n = p.shape
+    errors = test_error(p, y, per_model=True)
+    err = float(errors.mean())
+    cp, cy, k_used = _compact(p, y)
+    counts = vote_counts(cp, k_used).astype(np.float64)
+    right = counts[np.arange(n), cy]
+    wrong = m - right
+    pairs = m * (m - 1) / 2
+    both = float(np.sum(wrong * (wrong - 1) / 2) / (pairs * n))
+    same_pairs = float((np.sum(counts * (counts - 1) / 2) - np.sum(right * (right - 1) / 2)) / (pairs * n))
+    s = same_pairs / both if both > 0 else float("nan")
+    indep = float((errors.sum() ** 2 - np.sum(errors ** 2)) / (m * (m - 1)))
+    out = {
+        "error": err,
+        "disagreement": disagreement(p),
+        "both_wrong": both,
+        "same_wrong": s,
+        "gap_identity": err - both - same_pairs,
+        "both_wrong_independent": indep,
+        "dependence": both / indep if indep > 0 else float("nan"),
+        "break_even_both_wrong": err / (1 + s) if both > 0 else float("nan"),
+    }
+    out["gap"] = out["disagreement"] - err
+    if n_classes is not None:
+        k = _check_n_classes(n_classes, p, y)
+        out["counterfactual_gap"] = err - (1 + 1 / (k - 1)) * both if k > 2 else err - 2 * both
+    return out
+
+
+#: The statistics :func:`two_level_bootstrap` gives intervals for.
+BOOTSTRAP_STATISTICS = ("error", "disagreement", "gap", "both_wrong", "same_wrong", "split_fraction")
+
+
+def two_level_bootstrap(preds: Any, labels: Any, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+                        resample: str = "both", chunk: int = 100) -> pd.DataFrame:
+    """Percentile intervals over seeds *and* points: resample the models, then the points.
+
+    An ensemble's numbers vary with the seeds drawn as well as with the test points. Each
+    replicate draws M models with replacement (``resample="both"`` or ``"seeds"``) and N points
+    with replacement (``"both"`` or ``"points"``, one draw shared by all models), and recomputes
+    every statistic on it, so intervals of related statistics (the gap and its parts) come from
+    the same replicates. Pair statistics use the distinct pairs of the *drawn* models (a model
+    drawn twice is never paired with its own copy): pair ``(i, j)`` counts ``w_i w_j`` times
+    for a model drawn ``w_i`` times. ``split_fraction`` is the share of points on which some
+    but not all of the drawn models are right. A replicate that draws a single model has no
+    pairs and is left out of the pair statistics.
+
+    Parameters
+    ----------
+    preds : array of int, shape (M >= 2, N)
+    labels : array of int, shape (N,)
+    n_boot : int
+        Replicates (>= 10).
+    level : float
+        Coverage of the intervals, in (0, 1).
+    seed : int
+        Seeds the replicates (the same seed gives the same intervals).
+    resample : {"both", "seeds", "points"}
+        Which level to resample; ``"points"`` holds the seeds fixed (intervals over test points only).
+    chunk : int
+        Replicates computed at once (memory: about ``chunk * N`` floats).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index :data:`BOOTSTRAP_STATISTICS`; columns ``estimate`` (on the data as given), ``low``,
+        ``high`` and ``se`` (the replicates' standard deviation).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 3, 200)
+    >>> preds = np.where(rng.random((4, 200)) < 0.7, y, rng.integers(0, 3, (4, 200)))
+    >>> ci = two_level_bootstrap(preds, y, n_boot=200)
+    >>> bool(ci.loc["error", "low"] < ci.loc["error", "estimate"] < ci.loc["error", "high"])
+    True
+    """
+    p = _check_preds(preds, min_models=2)
+    y = _check_labels(labels, p.shape[1])
+    n_boot = check_int(n_boot, "n_boot", minimum=10, remedy="e.g. 1000 replicates")
+    level = _check_level(level)
+    seed = check_int(seed, "seed", minimum=0)
+    resample = check_choice(resample, "resample", ("both", "seeds", "points"))
+    chunk = check_int(chunk, "chunk", minimum=1)
+    m, n = p.shape
+    right = (p == y[None, :])
+    wrong = (~right).astype(np.float64)
+    ii, jj = np.triu_indices(m, k=1)
+    differ = (p[ii] != p[jj]).astype(np.float64)
+    both = wrong[ii] * wrong[jj]
+    same = both * (p[ii] == p[jj])
+    d = gap_decomposition(p, y)
+    correct = right.sum(axis=0)
+    estimate = {"error": d["error"], "disagreement": d["disagreement"], "gap": d["gap"], "both_wrong": d["both_wrong"],
+                "same_wrong": d["same_wrong"], "split_fraction": float(np.mean((correct > 0) & (correct < m)))}
+    # Seeds and points from two streams, the points drawn replicate by replicate: chunk changes nothing.
+    seeds_rng, points_rng = np.random.default_rng([seed, 2, 0]), np.random.default_rng([seed, 2, 1])
+    w_all = (seeds_rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot).astype(np.float64) if resample != "points"
+             else np.ones((n_boot, m)))
+    reps = {k: [] for k in BOOTSTRAP_STATISTICS}
+    right_f = right.astype(np.float64)
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        w = w_all[start:start + b]
+        if resample != "seeds":  # point counts of b replicates at once (the stream does not depend on chunk)
+            idx = points_rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+            v = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        else:
+            v = np.ones((b, n))
+        err = ((w @ wrong) * v).sum(axis=1) / (m * n)
+        pw = w[:, ii] * w[:, jj]                              # (b, pairs)
+        norm = pw.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dis = ((pw @ differ) * v).sum(axis=1) / (norm * n)
+            bw = ((pw @ both) * v).sum(axis=1) / (norm * n)
+            sw = ((pw @ same) * v).sum(axis=1) / (norm * n)
+            s = sw / bw
+        drawn = (w > 0).astype(np.float64)
+        any_right = (drawn @ right_f) > 0
+        any_wrong = (drawn @ wrong) > 0
+        split = ((any_right & any_wrong) * v).sum(axis=1) / n
+        ok = norm > 0
+        dis, bw, s = np.where(ok, dis, np.nan), np.where(ok, bw, np.nan), np.where(ok, s, np.nan)
+        for key, val in (("error", err), ("disagreement", dis), ("gap", dis - err), ("both_wrong", bw),
+                         ("same_wrong", s), ("split_fraction", split)):
+            reps[key].append(val)
+    lo, hi = 0.5 - level / 2, 0.5 + level / 2
+    rows = {}
+    for key in BOOTSTRAP_STATISTICS:
+        r = np.concatenate(reps[key])
+        r = r[np.isfinite(r)]
+        rows[key] = {"estimate": estimate[key],
+                     "low": float(np.quantile(r, lo)) if r.size else float("nan"),
+                     "high": float(np.quantile(r, hi)) if r.size else float("nan"),
+                     "se": float(r.std(ddof=1)) if r.size > 1 else float("nan")}
+    return pd.DataFrame.from_dict(rows, orient="index")[["estimate", "low", "high", "se"]]

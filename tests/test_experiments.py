@@ -327,6 +327,69 @@ def test_sweep_with_processes_equals_sequential(tmp_path, monkeypatch):
         ex.subpopulation_sweep(_config(), rarities=(0,), backend="threads", progress=False)
 
 
+def test_sweep_cells_carry_the_gap_identity_and_two_level_intervals(sweep):
+    t = sweep.table
+    assert np.allclose(t["gap_identity"], t["gap"], atol=1e-12)
+    assert np.allclose(t["error"] - (1 + t["same_wrong"]) * t["both_wrong"], t["gap"], atol=1e-12)
+    assert np.allclose(t["same_wrong"], t["same_wrong_rate"], equal_nan=True)
+    k = sweep.meta["n_classes"]
+    assert np.allclose(t["counterfactual_gap"], t["counterfactual_disagreement"] - t["error"], atol=1e-12)
+    for (r, name), preds in sweep.predictions.items():
+        row = t[(t.rarity == r) & (t.test_set == name)].iloc[0]
+        d = gde.gap_decomposition(preds, sweep.labels[name], k)
+        assert row["both_wrong"] == pytest.approx(d["both_wrong"]) and row["dependence"] == pytest.approx(
+            d["dependence"], nan_ok=True)
+    for m in gde.BOOTSTRAP_STATISTICS:
+        ok = t[m].notna()
+        assert (t.loc[ok, f"{m}_low2"] <= t.loc[ok, m] + 1e-9).all() and (t.loc[ok, m] <= t.loc[ok, f"{m}_high2"] + 1e-9).all()
+    # over seeds and points is at least as wide as over points alone, here on the error
+    assert ((t["error_high2"] - t["error_low2"]) >= (t["error_high"] - t["error_low"]) - 0.01).all()
+    two = ex.gde_breaks(sweep, interval="two_level")
+    rich = t[t.test_set == "subpopulation"]
+    assert np.allclose(two["gap_low"], rich["gap_low2"]) and np.allclose(two["gap_high"], rich["gap_high2"])
+    with pytest.raises(ValueError, match="interval"):
+        ex.gde_breaks(sweep, interval="seeds")
+
+
+def test_feature_only_sweep_through_the_public_path_and_a_shared_r0(sweep, recwarn):
+    """The texture construction trains like any data set; r = 0 reuses the ordinary ensemble and its
+    files without a warning (two constructions used to collide on one activations file)."""
+    from ift_core.data import load_subpopulation_data
+    from ift_core.train import ensemble_dir
+
+    res = ex.subpopulation_sweep(_config(), rarities=(0, 5), transform="texture,per_class=1,size=3", n_boot=40,
+                                 progress=False)
+    assert res.transform == "texture,size=3"  # canonical spelling
+    assert not [w for w in recwarn.list if "cached activations" in str(w.message)]
+    t = res.table
+    assert np.array_equal(res.predictions[(0, "ordinary")], sweep.predictions[(0, "ordinary")])
+    cfg5 = _config().replace(subpopulation_per_class=5, subpopulation_transform="texture,size=3")
+    assert len(list(ensemble_dir(cfg5).glob("seed_*.pt"))) == 3
+    sub = load_subpopulation_data(cfg5.data)
+    assert len(sub.train) == res.meta["n_train"] + 50 and (sub.test_sub.indices == -1).all()
+    rich = t[t.test_set == "subpopulation"].set_index("rarity")
+    # the textures are unlearnable at r = 0 (about chance) and learned at r = 5 of ~135 per class
+    assert rich.loc[0, "error"] > 0.75 and rich.loc[5, "error"] < rich.loc[0, "error"] - 0.3
+    assert np.allclose(t["gap_identity"], t["gap"], atol=1e-12)
+    from ift_core.plots import experiments as pe
+
+    fig = pe.gap_identity_by_family({"shape": sweep, "feature-only": res})
+    assert len(fig.axes) == 3 and len(fig.axes[1].lines) >= 4
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_profiles_name_both_families():
+    for name in ("tiny", "cpu", "paper"):
+        prof = ex.get_sweep_profile(name)
+        assert prof.feature_construction.startswith("texture") and prof.feature_rarities[0] == 0
+        assert all(c.startswith("texture") for c in prof.natural_constructions)
+    cpu = ex.get_sweep_profile("cpu")
+    assert cpu.config.n_models >= 10 and len(cpu.feature_rarities) >= 5
+    assert set(cpu.feature_rarities) <= set(cpu.full_feature_rarities)
+
+
 # ---------------------------------------------------------------------------- chapter 12's study
 def test_label_free_tables_are_the_gde_functions_on_each_set():
     rng = np.random.default_rng(0)

@@ -21,7 +21,8 @@ Pixels are scaled to [0, 1]; :func:`load_data` then takes deterministic stratifi
 normalises both splits by the training subset's per-channel mean and standard deviation.
 :func:`corrupt` makes shifted test sets (noise, blur, contrast, rotation) and
 :func:`make_subpopulation_data` builds the rare sub-population construction (a few transformed
-images per class). That construction is also part of the data description: a
+images per class, or a few *feature-only* points per class: a class-coded texture on noise or on
+images the models never see, :func:`make_texture_points`). That construction is also part of the data description: a
 :class:`DataConfig` with ``subpopulation_per_class = r > 0`` makes :func:`load_data` return the
 training set in which ``r`` images per class are transformed (the test set stays ordinary), and
 :func:`load_subpopulation_data` gives the whole construction, rich test set included.
@@ -58,7 +59,10 @@ if TYPE_CHECKING:
     from .shifts import SHIFTS, corrupt
     from .sources import (DATASETS, DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES, data_info, default_data_dir,
                           fetch, locate, read_idx)
-    from .subpopulations import add_subpopulation, make_subpopulation_data, subpopulation_examples
+    from .subpopulations import (TEXTURE_BACKGROUNDS, TEXTURE_POSITIONS, TextureSpec, add_subpopulation,
+                                 check_construction, is_texture_construction, make_subpopulation_data,
+                                 make_texture_points, parse_texture_construction, subpopulation_examples,
+                                 texture_construction, texture_patterns)
     from .transforms import SUBPOPULATION_TRANSFORMS, apply_transform, parse_subpopulation_transform
 
 # Each public name and the file it lives in.
@@ -88,6 +92,15 @@ _HOME = {
     "fetch": "sources",
     "data_info": "sources",
     "read_idx": "sources",
+    "TEXTURE_POSITIONS": "subpopulations",
+    "TEXTURE_BACKGROUNDS": "subpopulations",
+    "TextureSpec": "subpopulations",
+    "texture_construction": "subpopulations",
+    "parse_texture_construction": "subpopulations",
+    "is_texture_construction": "subpopulations",
+    "check_construction": "subpopulations",
+    "texture_patterns": "subpopulations",
+    "make_texture_points": "subpopulations",
 }
 
 __all__ = list(_HOME)

@@ -19,7 +19,6 @@ import numpy as np
 
 from ..internal import as_int_array, check_bool, check_choice, check_int
 from .sources import DATASETS
-from .transforms import parse_subpopulation_transform
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +51,10 @@ class DataConfig:
         training set.
     subpopulation_transform : str
         The construction: a name from :data:`ift_core.data.SUBPOPULATION_TRANSFORMS`, or several
-        joined by ``"+"`` (``"rotate90+invert"``), applied in that order.
+        joined by ``"+"`` (``"rotate90+invert"``), applied in that order; or the feature-only
+        construction ``"texture"`` / ``"texture,key=value,..."`` (:class:`ift_core.data.TextureSpec`:
+        ``subpopulation_per_class`` points per class showing only a class-coded texture *join*
+        the training set), stored in its canonical spelling.
     subpopulation_seed : int
         Chooses which training images are transformed (nested in ``subpopulation_per_class``).
 
@@ -86,7 +88,9 @@ class DataConfig:
         check_bool(self.normalize, "normalize")
         for name in ("subpopulation_per_class", "subpopulation_seed"):
             check_int(getattr(self, name), name, minimum=0)
-        parse_subpopulation_transform(self.subpopulation_transform)
+        from .subpopulations import check_construction  # torch-free at import
+
+        object.__setattr__(self, "subpopulation_transform", check_construction(self.subpopulation_transform))
 
 
 def _stat_tensors(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:

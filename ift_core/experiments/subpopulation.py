@@ -61,6 +61,14 @@ TEST_SETS = ("ordinary", "subpopulation")
 SWEEP_TENSOR_OPTIONS = TensorOptions(n_components=20, cap_at_rank=True, gamma_corr=0.5)
 
 _METRICS = ("error", "disagreement", "gap", "cace", "ece", "split_fraction")
+# The gap's exact parts (ift_core.gde.gap_decomposition) kept per cell.
+_DECOMPOSITION = ("both_wrong", "same_wrong", "gap_identity", "both_wrong_independent", "dependence",
+                  "break_even_both_wrong", "counterfactual_gap")
+
+
+def _boot_seed(seed: int, r: int, test_set: int) -> int:
+    """One non-negative integer seed per (sweep seed, rarity, test set) for the two-level bootstrap."""
+    return int(np.random.SeedSequence([seed, r, test_set, 2]).generate_state(1)[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,6 +91,17 @@ class SweepProfile:
         rare features per point (a combination of transforms).
     note : str
         What the profile is for and roughly what it costs.
+    feature_construction : str
+        The feature-only family's construction (``"texture,..."``,
+        :class:`ift_core.data.TextureSpec`).
+    feature_rarities : tuple of int
+        Its rarities (feature-only points per class added to training).
+    full_rarities, full_feature_rarities : tuple of int
+        The denser grids of a full run (empty: the same as the default ones).
+    natural_constructions : tuple of str
+        More natural variants of ``feature_construction`` (other backgrounds, smaller or
+        fainter textures, several per class), each run at ``natural_rarities``.
+    natural_rarities : tuple of int
     """
 
     config: Any
@@ -90,6 +109,12 @@ class SweepProfile:
     transform: str = "rotate90"
     next_constructions: tuple[str, ...] = ("rotate90+invert",)
     note: str = ""
+    feature_construction: str = "texture"
+    feature_rarities: tuple[int, ...] = ()
+    full_rarities: tuple[int, ...] = ()
+    full_feature_rarities: tuple[int, ...] = ()
+    natural_constructions: tuple[str, ...] = ()
+    natural_rarities: tuple[int, ...] = ()
 
 
 def _profiles() -> dict[str, SweepProfile]:
@@ -98,18 +123,31 @@ def _profiles() -> dict[str, SweepProfile]:
     return {
         # Seconds: 4 MLPs on scikit-learn's digits (1347 training images, ~135 per class).
         "tiny": SweepProfile(get_profile("tiny", n_models=4, epochs=15), rarities=(0, 2, 10),
-                             note="digits + MLP, 4 seeds, 3 rarities: well under a minute on one core"),
-        # A few minutes on 2 cores: 4 small CNNs per rarity on 1000 Fashion-MNIST images (100 per
-        # class, so r = 20 is common), trained to zero training error (batch 50, lr 0.05: the
-        # profile's batch 100 / lr 0.1 leaves ~12% training error on 1000 images in 20 epochs).
-        "cpu": SweepProfile(get_profile("cpu", n_train=1000, n_test=1000, width=16, n_models=4, epochs=20,
-                                        batch_size=50, lr=0.05),
-                            rarities=(0, 2, 5, 20),
-                            note="Fashion-MNIST 1000/1000 + small CNN (width 16), 4 seeds, 4 rarities"),
+                             note="digits + MLP, 4 seeds, 3 rarities: well under a minute on one core",
+                             feature_construction="texture,size=3", feature_rarities=(0, 2, 10),
+                             natural_constructions=("texture,size=3,per_class=2",), natural_rarities=(10,)),
+        # Minutes on 2 cores: 10 small CNNs per rarity on 500 Fashion-MNIST images (50 per class),
+        # trained to (near) zero training error (batch 25, lr 0.05, 20 epochs), for both
+        # families: transformed images replacing r per class (rare, up to 12 of 50) and
+        # feature-only points joining the 500 (r per class).
+        "cpu": SweepProfile(get_profile("cpu", n_train=500, n_test=1000, width=16, n_models=10, epochs=20,
+                                        batch_size=25, lr=0.05),
+                            rarities=(0, 2, 5),
+                            note="Fashion-MNIST 500/1000 + small CNN (width 16), 10 seeds per rarity",
+                            feature_construction="texture", feature_rarities=(0, 2, 3, 5, 8),
+                            full_rarities=(0, 1, 2, 3, 5, 8, 12, 20, 30),
+                            full_feature_rarities=(0, 1, 2, 3, 5, 8, 12, 20, 30),
+                            natural_constructions=("texture,background=digits", "texture,size=4",
+                                                   "texture,alpha=0.5", "texture,per_class=3",
+                                                   "texture,position=random"),
+                            natural_rarities=(5,)),
         # The paper's regime: 20 ResNet18 on all of CIFAR-10 (5000 per class) per rarity. Needs
         # the CIFAR-10 files and a GPU (7 rarities x 20 seeds x 30 epochs).
         "paper": SweepProfile(get_profile("paper"), rarities=(0, 5, 10, 25, 50, 100, 500),
-                              note="CIFAR-10 + ResNet18, 20 seeds, 7 rarities: GPU hours"),
+                              note="CIFAR-10 + ResNet18, 20 seeds, 7 rarities: GPU hours",
+                              feature_construction="texture", feature_rarities=(0, 5, 10, 25, 50, 100, 500),
+                              natural_constructions=("texture,size=4", "texture,per_class=3"),
+                              natural_rarities=(25,)),
     }
 
 
@@ -319,7 +357,9 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
         Sub-population examples per class in training.
     transform : str
         The construction, e.g. ``"rotate90"`` or ``"rotate90+invert"``
-        (:func:`ift_core.data.parse_subpopulation_transform`).
+        (:func:`ift_core.data.parse_subpopulation_transform`), or a feature-only construction
+        ``"texture,..."`` (:class:`ift_core.data.TextureSpec`: ``r`` points per class showing
+        only a class-coded texture join the training set; any ``r``).
     n_models : int, optional
         Override ``config.n_models`` (at least 2).
     seed : int
@@ -362,6 +402,16 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
         * ``same_wrong_rate`` (P(same wrong class | both wrong), chance ``1/(K-1)``),
           ``counterfactual_disagreement`` (wrong answers replaced by uniform wrong classes,
           :func:`ift_core.gde.counterfactual_disagreement`), ``all_wrong``, ``all_right``;
+        * the gap taken apart (:func:`ift_core.gde.gap_decomposition`: ``gap = error - (1 +
+          same_wrong) both_wrong`` exactly): ``both_wrong`` (B, P(two seeds both wrong)),
+          ``same_wrong`` (s, the same as ``same_wrong_rate``), ``gap_identity``,
+          ``both_wrong_independent`` (B if seeds erred independently), ``dependence`` (their
+          ratio), ``break_even_both_wrong`` (dis > err iff B is below it) and
+          ``counterfactual_gap`` (s replaced by 1/(K-1));
+        * two-level intervals (seeds resampled, then points:
+          :func:`ift_core.gde.two_level_bootstrap`, ``n_boot`` replicates) as ``<name>_low2``
+          and ``<name>_high2`` for ``error``, ``disagreement``, ``gap``, ``both_wrong``,
+          ``same_wrong`` and ``split_fraction``: these also count the luck of the seeds;
         * the tensor's view, per rarity (repeated on both rows; ``tensor_components`` is the K
           used): the tensor is built on the
           N ordinary and N transformed test points together; a *sub-population feature* is one
@@ -384,7 +434,7 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
     >>> res = subpopulation_sweep(prof.config, rarities=(0, 5), progress=False)  # doctest: +SKIP
     >>> res.table[["rarity", "test_set", "error", "disagreement"]]  # doctest: +SKIP
     """
-    from ..data import load_data, parse_subpopulation_transform
+    from ..data import check_construction, is_texture_construction, load_data
     from ..train import BACKENDS, TrainConfig
 
     if not isinstance(config, TrainConfig):
@@ -397,7 +447,7 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
     if config.n_models < 2:
         raise ValueError(f"n_models must be >= 2 (disagreement needs pairs), got {config.n_models}")
     rs = _check_rarities(rarities)
-    parse_subpopulation_transform(transform)
+    transform = check_construction(transform)
     backend = check_choice(backend, "backend", BACKENDS)
     seed = check_int(seed, "seed", minimum=0)
     n_boot = check_int(n_boot, "n_boot", minimum=10)
@@ -416,7 +466,7 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
     train, test = load_data(config.data)
     k = train.n_classes
     smallest = int(np.bincount(train.y.numpy(), minlength=k).min())
-    if rs[-1] > smallest:
+    if rs[-1] > smallest and not is_texture_construction(transform):  # feature-only points are added, not taken
         raise ValueError(f"rarities={rs}: {rs[-1]} per class exceeds the smallest training class ({smallest})")
     rows, preds_out, labels_out, tensors = [], {}, {}, {}
     bar = tqdm(rs, desc=f"sub-population sweep ({transform})", disable=not progress)
@@ -447,6 +497,11 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
             row.update(same_wrong_rate=gde.same_wrong_rate(preds, y),
                        counterfactual_disagreement=gde.counterfactual_disagreement(preds, y, k),
                        all_wrong=float(np.mean(correct == 0)), all_right=float(np.mean(correct == preds.shape[0])))
+            parts = gde.gap_decomposition(preds, y, k)
+            row.update({key: parts[key] for key in _DECOMPOSITION})
+            ci2 = gde.two_level_bootstrap(preds, y, n_boot=int(n_boot), level=float(level), seed=_boot_seed(seed, r, ti))
+            for key in gde.BOOTSTRAP_STATISTICS:
+                row[f"{key}_low2"], row[f"{key}_high2"] = float(ci2.loc[key, "low"]), float(ci2.loc[key, "high"])
             for key in ("tensor_components", "tensor_features", "tensor_sub_features", "tensor_models_per_sub_feature",
                         "tensor_sub_features_all_seeds", "tensor_sub_features_some_seeds",
                         "tensor_models_per_other_feature"):
@@ -459,11 +514,13 @@ def subpopulation_sweep(config: Any, *, rarities: Sequence[int] = (0, 1, 2, 5, 1
                        transform=transform, seed=seed, meta=meta)
 
 
-def gde_breaks(sweep: SweepResult, *, test_set: str = "subpopulation") -> pd.DataFrame:
+def gde_breaks(sweep: SweepResult, *, test_set: str = "subpopulation", interval: str = "points") -> pd.DataFrame:
     """Per rarity: does disagreement differ significantly from error on ``test_set``, and which way?
 
-    Significance is the paired bootstrap interval of the gap (dis - err) excluding 0; the
-    seeds are held fixed, so this is about the test points, not about new seeds.
+    Significance is the paired bootstrap interval of the gap (dis - err) excluding 0. With
+    ``interval="points"`` the seeds are held fixed, so this is about the test points, not about
+    new seeds; ``interval="two_level"`` uses the intervals over seeds and points
+    (``gap_low2``, ``gap_high2``), which also count the luck of the seeds drawn.
 
     Returns
     -------
@@ -478,9 +535,12 @@ def gde_breaks(sweep: SweepResult, *, test_set: str = "subpopulation") -> pd.Dat
     if not isinstance(sweep, SweepResult):
         raise ValueError(f"sweep must be a SweepResult, got {type(sweep).__name__}")
     test_set = check_choice(test_set, "test_set", TEST_SETS)
+    interval = check_choice(interval, "interval", ("points", "two_level"))
     t = sweep.table[sweep.table["test_set"] == test_set]
     out = t[["rarity", "error", "disagreement", "gap", "gap_low", "gap_high", "counterfactual_disagreement",
              "same_wrong_rate"]].reset_index(drop=True)
+    if interval == "two_level":
+        out["gap_low"], out["gap_high"] = t["gap_low2"].to_numpy(), t["gap_high2"].to_numpy()
     out["breaks"] = (out["gap_low"] > 0) | (out["gap_high"] < 0)
     out["direction"] = np.where(out["gap_low"] > 0, "dis > err", np.where(out["gap_high"] < 0, "dis < err", "holds"))
     return out

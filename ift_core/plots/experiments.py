@@ -19,6 +19,7 @@ __all__ = [
     "sweep_diagnostics",
     "measured_vs_predicted",
     "construction_examples_figure",
+    "gap_identity_by_family",
 ]
 
 _TEST_SETS = ("ordinary", "subpopulation")
@@ -258,5 +259,74 @@ def construction_examples_figure(examples: Mapping[str, Any] | Sequence[Mapping[
                 ax.set_title(str(names[j])[:12], fontsize=8)
             if j == 0:
                 ax.set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _family_rows(results: Any, test_set: str) -> dict[str, pd.DataFrame]:
+    data = dict(results) if isinstance(results, Mapping) else {getattr(results, "transform", "sweep"): results}
+    if not data:
+        raise ValueError("results must name at least one sweep")
+    out = {}
+    for name, res in data.items():
+        df = _table(res)
+        out[str(name)] = df[df["test_set"] == test_set].sort_values("rarity")
+    return out
+
+
+def gap_identity_by_family(results: Any, *, test_set: str = "subpopulation", n_classes: int = 10) -> Figure:
+    """Both families on the same axes: the gap with two-level intervals, and the identity behind its sign.
+
+    Left: disagreement - error against rarity, with the intervals over seeds and points
+    (``gap_low2``/``gap_high2`` when the table has them, else those over points). Middle: B =
+    P(two seeds both wrong) (solid) against the break-even ``err / (1 + s)`` (dashed), since
+    ``dis - err = err - (1 + s) B`` exactly: disagreement exceeds error where the solid line lies
+    below the dashed one. Right: s = P(same wrong class | both wrong), chance ``1/(K-1)`` dotted.
+
+    Parameters
+    ----------
+    results : mapping name -> SweepResult (or its table)
+        One sweep per family (or construction).
+    test_set : str
+    n_classes : int
+        For the chance line of s, ``1 / (n_classes - 1)``.
+
+    Returns
+    -------
+    matplotlib Figure
+
+    Examples
+    --------
+    >>> fig = gap_identity_by_family({"rotate90": res_shape, "texture": res_tex})  # doctest: +SKIP
+    """
+    rows = _family_rows(results, test_set)
+    fig, axes = plt.subplots(1, 3, figsize=(14.5, 4.2))
+    colors = sns.color_palette("colorblind", len(rows))
+    rarities: set[int] = set()
+    for color, (name, df) in zip(colors, rows.items()):
+        rarities |= set(int(r) for r in df["rarity"])
+        x, gap = df["rarity"].to_numpy(float), df["gap"].to_numpy(float)
+        lo_col, hi_col = ("gap_low2", "gap_high2") if "gap_low2" in df else ("gap_low", "gap_high")
+        if lo_col in df:
+            lo, hi = df[lo_col].to_numpy(float), df[hi_col].to_numpy(float)
+            axes[0].errorbar(x, gap, yerr=[gap - lo, hi - gap], color=color, marker="o", ms=5, capsize=3, label=name)
+        else:
+            axes[0].plot(x, gap, color=color, marker="o", ms=5, label=name)
+        if {"both_wrong", "same_wrong"} <= set(df.columns):
+            axes[1].plot(x, df["both_wrong"], color=color, marker="o", ms=5, label=f"{name}: B")
+            axes[1].plot(x, df["error"] / (1 + df["same_wrong"]), color=color, ls="--", marker="s", ms=4,
+                         label=f"{name}: err / (1 + s)")
+            axes[2].plot(x, df["same_wrong"], color=color, marker="o", ms=5, label=name)
+    axes[0].axhline(0.0, color="0.4", lw=1, ls="--")
+    axes[0].set(ylabel="disagreement - test error", title="the gap (intervals over seeds and points)")
+    axes[1].set(ylabel="probability", title="B against the break-even err / (1 + s)")
+    axes[2].set(ylabel="P(same wrong class | both wrong)", title="s: do the seeds share the wrong answer?",
+                ylim=(0, 1))
+    if n_classes > 2:
+        axes[2].axhline(1 / (n_classes - 1), color="0.4", lw=1, ls=":",
+                        label=f"random wrong answers (1/{n_classes - 1})")
+    for ax in axes:
+        _rarity_axis(ax, sorted(rarities))
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
