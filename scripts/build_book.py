@@ -649,7 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     # Every name and value is checked against the chapters' parameters cells before anything runs:
     # papermill itself would warn about an unknown name and run the defaults.
     try:
-        declared = chapter_parameters(chapters + after)
+        # -p values go to the chapters asked for (the pages after them run with their defaults).
+        declared = chapter_parameters(chapters or after)
         given = check_parameters([tuple(p) for p in args.parameter], declared)
     except ValueError as exc:
         print(f"build_book.py: {exc}", file=sys.stderr, flush=True)
