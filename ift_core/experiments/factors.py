@@ -333,6 +333,8 @@ def analysis_factor_study(activations: np.ndarray, probs: np.ndarray, labels: np
             else:
                 if getattr(options, f.option) == value:
                     continue
+                if f.option == "n_components" and value > activations.shape[2]:
+                    continue  # wider than the layer: no such K
                 run(f.name, value, opts=options.replace(**{f.option: value}), is_paper=is_paper)
     return pd.DataFrame(rows)
 
