@@ -531,6 +531,18 @@ OUR_CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: The last column for claims the factor study does not recompute.
+_NOT_STUDIED = {
+    "closed_forms": "no factor of a trained ensemble enters it (its chapter sweeps the framework's parameters)",
+    "figure4": "no factor of a trained ensemble enters it (its chapter sweeps the framework's parameters)",
+    "gde_explained": "no factor of a trained ensemble enters it (its chapter sweeps the framework's parameters)",
+    "gde_breaking_sim": "no factor of a trained ensemble enters it (its chapter sweeps the framework's parameters)",
+    "sensitivity": "it is itself a sweep of gamma_corr, gamma_data, the sign alignment, the split rule and K",
+    "gde_breaking_real": "not in the factor study: chapter 11 sweeps its own ensembles (rarity, construction)",
+}
+_NOT_STUDIED_DEFAULT = "not in the factor study"
+
+
 def scorecard_link(key: str, *, page: str = SCORECARD_PAGE) -> str:
     """The relative link from a chapter's page to claim ``key``'s row of the scorecard (both pages
     live in ``notebooks/_executed``).
@@ -599,7 +611,7 @@ def scorecard_rows(verdicts: Mapping[str, Verdict], *, flips: Mapping[str, str] 
             "statistic": _headline(v) if v is not None else "",
             "parts": [f"[{p.label}] {p.claim}" for p in v.parts] if v is not None else [],
             "chapter": claim.chapter, "compute": compute.get(claim.chapter, "not recorded"),
-            "flip": flips.get(key, "not studied: no factor of a trained ensemble enters this claim"),
+            "flip": flips.get(key, _NOT_STUDIED.get(key, _NOT_STUDIED_DEFAULT)),
         })
     return rows
 

@@ -123,7 +123,7 @@ def compute_of(chapter: str) -> str:
     cache = record.get("cache") or {}
     seeds = cache.get("trained_seeds", 0)
     return (f"{record['seconds']:.0f} s on {os.cpu_count()} CPU cores"
-            + (f", training {seeds} seeds" if seeds else ", ensembles from the cache"))
+            + (f", training {seeds} seed{'s' if seeds != 1 else ''}" if seeds else ", ensembles from the cache"))
 
 
 def title_of(chapter: str) -> str:
