@@ -70,7 +70,8 @@ def test_gde_verdict_flips_at_the_planted_number_of_seeds():
     g = table[table["claim"] == "gde_label_free"].set_index("value")["word"]
     assert g["default"] == "HOLDS" and g["5"] == "DOES NOT HOLD"  # the five clones never disagree
     assert set(table["factor"]) == {"default", "M (seeds)"} and "20" not in g  # M=20 is the default
-    assert "M: HOLDS -> DOES NOT HOLD at M=5" in factors.flipping_factors(table)["gde_label_free"]
+    assert factors.flipping_factors(table)["gde_label_free"] == (
+        "GDE in distribution (the part the study recomputes): M: HOLDS -> DOES NOT HOLD at M=5")
 
 
 def test_default_row_is_the_chapters_verdict():

@@ -421,8 +421,13 @@ def flipping_factors(table: pd.DataFrame) -> dict[str, str]:
                         by_word.setdefault(r.word, []).append(_short(factor, r.value) + paper)
                     flips.append(f"{factor.split(' (')[0]}: " + "; ".join(
                         f"{word} -> {w} at {', '.join(vs)}" for w, vs in by_word.items()))
-        out[claim] = "; ".join(flips) if flips else "none of the factors studied"
+        text = "; ".join(flips) if flips else "none of the factors studied"
+        out[claim] = f"{_PART_MOVED[claim]}: {text}" if claim in _PART_MOVED else text
     return out
+
+
+#: Claims whose factor study recomputes one part of the chapter's verdict only.
+_PART_MOVED = {"gde_label_free": "GDE in distribution (the part the study recomputes)"}
 
 
 def _group(rows: pd.DataFrame, reference: str) -> set:
