@@ -62,6 +62,11 @@ __all__ = [
     "record",
     "load_verdicts",
     "VERDICTS_ENV",
+    "SCORECARD_PAGE",
+    "OUR_CHOICES",
+    "scorecard_link",
+    "scorecard_rows",
+    "scorecard_html",
 ]
 
 #: A part's judgement.
@@ -72,6 +77,8 @@ WORDS = ("HOLDS", "HOLDS IN PART", "DOES NOT HOLD", "NOT TESTED")
 VERDICTS_ENV = "IFT_VERDICTS"
 
 _PROVENANCE = ("paper", "third party", "ours")
+#: The scorecard's page name: executed beside the chapters (``notebooks/_executed/scorecard``).
+SCORECARD_PAGE = "scorecard"
 
 
 @dataclass(frozen=True)
@@ -417,12 +424,15 @@ class Verdict:
             parts.append(f'<li><strong class="ift-status">{esc(p.label)}</strong>: {esc(p.claim)}'
                          + (f"<ul>{facts}</ul>" if facts else "") + "</li>")
         general = "".join(f"<li>{esc(f)}</li>" for f in self.facts)
+        link = (f'<p class="ift-scorecard-link"><a href="{esc(scorecard_link(self.key))}">This claim on the '
+                f"reproduction scorecard</a>: every claim's verdict, the paper's setting against ours, and the "
+                f"factor that flips it.</p>")
         return (f'<div class="admonition {kind} ift-verdict" data-claim="{esc(self.key)}" '
                 f'data-word="{esc(self.word)}">'
                 f'<p class="admonition-title">{esc(self.word)}: {esc(self.claim.title)}</p>'
                 f"<ul>{''.join(parts)}</ul>"
                 + (f'<ul class="ift-setting">{general}</ul>' if general else "")
-                + "</div>")
+                + link + "</div>")
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
@@ -496,3 +506,145 @@ def load_verdicts(directory: str | os.PathLike) -> dict[str, Verdict]:
             raise ValueError(f"two saved verdicts for claim {v.key!r} in {folder}")
         out[v.key] = v
     return out
+
+
+# --------------------------------------------------------------------------- the scorecard
+_TENSOR_CHOICES = ("the sign alignment of a feature's members before the presence test (ours; off is Algorithm 1 "
+                   "as written)", "an absolute gamma_corr of 0.5 (ours; the paper: the 0.99 quantile of "
+                   "cross-model |C|)")
+_FRAMEWORK_CHOICES = ("the training-set size N and the rule that a feature must occur in training to be learned "
+                      "(ours, not the paper's)",)
+#: Choices of ours (not the paper's, not a third party's) that each claim's check rests on.
+OUR_CHOICES: dict[str, tuple[str, ...]] = {
+    "tensor": _TENSOR_CHOICES,
+    "O1": _TENSOR_CHOICES + ("the skewness of frequency decides, no dominant/rare split (ours)",),
+    "O2": _TENSOR_CHOICES,
+    "O3": _TENSOR_CHOICES + ("the mixture split of log frequency (ours)",),
+    "O4": _TENSOR_CHOICES + ("the jackknife over seeds and the Mantel test (ours)",),
+    "sensitivity": _TENSOR_CHOICES,
+    "closed_forms": _FRAMEWORK_CHOICES + ("the closed forms themselves (our formalization of the framework)",),
+    "figure4": _FRAMEWORK_CHOICES + ("the numbers that say 'deviates' and 'near GDE' (ours)",),
+    "gde_explained": _FRAMEWORK_CHOICES,
+    "gde_breaking_sim": _FRAMEWORK_CHOICES + ("p_systematic, systematic wrong answers (ours)",),
+    "gde_breaking_real": ("the rare sub-populations and their transforms (ours)",),
+    "gde_label_free": ("the tolerance rel_tol for 'equals' (ours)",),
+}
+
+
+#: The last column for claims the factor study does not recompute.
+_NOT_STUDIED = {
+    "closed_forms": "no factor of a trained ensemble enters it (its chapter sweeps the framework's parameters)",
+    "figure4": "no factor of a trained ensemble enters it (its chapter sweeps the framework's parameters)",
+    "gde_explained": "no factor of a trained ensemble enters it (its chapter sweeps the framework's parameters)",
+    "gde_breaking_sim": "no factor of a trained ensemble enters it (its chapter sweeps the framework's parameters)",
+    "sensitivity": "it is itself a sweep of gamma_corr, gamma_data, the sign alignment, the split rule and K",
+    "gde_breaking_real": "not in the factor study: chapter 11 sweeps its own ensembles (rarity, construction)",
+}
+_NOT_STUDIED_DEFAULT = "not in the factor study"
+
+
+def scorecard_link(key: str, *, page: str = SCORECARD_PAGE) -> str:
+    """The relative link from a chapter's page to claim ``key``'s row of the scorecard (both pages
+    live in ``notebooks/_executed``).
+
+    Examples
+    --------
+    >>> scorecard_link("O1")
+    'scorecard.html#claim-O1'
+    """
+    if key not in CLAIMS:
+        raise ValueError(f"unknown claim {key!r}; known claims: {list(CLAIMS)}")
+    return f"{page}.html#claim-{key}"
+
+
+def _headline(verdict: Verdict) -> str:
+    """The statistic and interval of the first part that has one, else its first fact."""
+    for p in verdict.parts:
+        st = p.statistics
+        if "statistic" in st and "low" in st and "high" in st:
+            return f"{p.claim}: {float(st['statistic']):+.3f} [{float(st['low']):+.3f}, {float(st['high']):+.3f}]"
+    for p in verdict.parts:
+        if p.facts:
+            return f"{p.claim}: {p.facts[0]}"
+    return verdict.facts[0] if verdict.facts else ""
+
+
+def scorecard_rows(verdicts: Mapping[str, Verdict], *, flips: Mapping[str, str] | None = None,
+                   compute: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """One row per claim of :data:`CLAIMS`, in its order, for the reproduction scorecard.
+
+    Parameters
+    ----------
+    verdicts : mapping
+        The saved verdicts by claim key (:func:`load_verdicts`); a claim without one gets the
+        word ``"NOT RUN"``.
+    flips : mapping, optional
+        Per claim, the factor that flips its verdict (from the factor study), in words.
+    compute : mapping, optional
+        Per chapter name, the compute the chapter took, in words.
+
+    Returns
+    -------
+    list of dict
+        ``key``, ``claim``, ``paper_says``, ``quoted``, ``provenance`` (whose definition, and our
+        own choices), ``word``, ``statistic``, ``parts``, ``chapter``, ``compute``, ``flip``.
+
+    Examples
+    --------
+    >>> v = Verdict("O3", (Part("seeds differ", "holds"),))
+    >>> row = scorecard_rows({"O3": v}, flips={"O3": "K: HOLDS -> DOES NOT HOLD at K=5"})[5]
+    >>> row["key"], row["word"], row["flip"]
+    ('O3', 'HOLDS', 'K: HOLDS -> DOES NOT HOLD at K=5')
+    """
+    flips, compute = dict(flips or {}), dict(compute or {})
+    rows = []
+    for key, claim in CLAIMS.items():
+        v = verdicts.get(key)
+        ours = OUR_CHOICES.get(key, ())
+        provenance = {"paper": "the paper's definition", "third party": "a third-party reimplementation's",
+                      "ours": "ours"}[claim.provenance]
+        rows.append({
+            "key": key, "claim": claim.title, "paper_says": claim.paper_says, "quoted": claim.quoted,
+            "definition": claim.definition,
+            "provenance": provenance + ("; resting on " + "; ".join(ours) if ours else ""),
+            "word": v.word if v is not None else "NOT RUN",
+            "statistic": _headline(v) if v is not None else "",
+            "parts": [f"[{p.label}] {p.claim}" for p in v.parts] if v is not None else [],
+            "chapter": claim.chapter, "compute": compute.get(claim.chapter, "not recorded"),
+            "flip": flips.get(key, _NOT_STUDIED.get(key, _NOT_STUDIED_DEFAULT)),
+        })
+    return rows
+
+
+def scorecard_html(rows: Sequence[Mapping[str, Any]], *, chapter_titles: Mapping[str, str] | None = None) -> str:
+    """The scorecard as one HTML table; each row has ``id="claim-<key>"`` (what
+    :func:`scorecard_link` points at) and ``data-word`` (the verdict's word).
+
+    Examples
+    --------
+    >>> html_text = scorecard_html(scorecard_rows({}))
+    >>> 'id="claim-O1"' in html_text and 'data-word="NOT RUN"' in html_text
+    True
+    """
+    esc = html.escape
+    titles = dict(chapter_titles or {})
+    kind = {"HOLDS": "ift-holds", "HOLDS IN PART": "ift-in-part", "DOES NOT HOLD": "ift-fails"}
+    head = ("claim", "what the paper says", "whose definition", "our verdict (statistic, interval)", "chapter",
+            "compute", "what flips the verdict")
+    out = ['<table class="ift-scorecard table">', "<thead><tr>" + "".join(f"<th>{h}</th>" for h in head)
+           + "</tr></thead><tbody>"]
+    for r in rows:
+        says = f"&ldquo;{esc(r['paper_says'])}&rdquo;" if r["quoted"] else (
+            f"{esc(r['paper_says'])} <em>(our summary; see the Definitions)</em>")
+        parts = "".join(f"<li>{esc(p)}</li>" for p in r["parts"])
+        verdict = (f'<strong class="{kind.get(r["word"], "ift-other")}">{esc(r["word"])}</strong>'
+                   + (f"<br>{esc(r['statistic'])}" if r["statistic"] else "")
+                   + (f"<ul>{parts}</ul>" if parts else ""))
+        title = titles.get(r["chapter"], r["chapter"])
+        out.append(f'<tr id="claim-{esc(r["key"])}" data-claim="{esc(r["key"])}" data-word="{esc(r["word"])}">'
+                   f"<td><strong>{esc(r['claim'])}</strong> <code>{esc(r['key'])}</code></td>"
+                   f"<td>{says}</td><td>{esc(r['provenance'])}</td><td>{verdict}</td>"
+                   f'<td><a href="{esc(r["chapter"])}.html">{esc(title)}</a></td>'
+                   f"<td>{esc(r['compute'])}</td><td>{esc(r['flip'])}</td></tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)

@@ -28,9 +28,9 @@
 from typing import Optional
 profile = "cpu"            # training profile: "tiny" (digits, MLP), "cpu" (Fashion-MNIST, small CNN), "paper" (CIFAR-10, ResNet18, GPU)
 n_models: Optional[int] = None  # ensemble size M; None: the profile's
-n_components = 20          # K, principal components per model (the paper: 50 of a 512-d layer; here the layer is 128-d)
+n_components: Optional[int] = None  # K per model; None: the profile's (tensor.PROFILE_OPTIONS: the paper's 50 for "cpu", lowered to the smallest numerical rank of a 128-d layer)
 corr_quantile = 0.99       # gamma_corr as this quantile of |C| over cross-model pairs (the paper's rule)
-corr_threshold: Optional[float] = 0.5  # absolute gamma_corr used for the tensor; None: use corr_quantile
+corr_threshold: Optional[float] = None  # absolute gamma_corr; None: the profile's rule (tensor.PROFILE_OPTIONS: 0.5 for "tiny" and "cpu", the corr_quantile rule for "paper")
 presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised projections
 presence = "signed"        # presence test on the "signed" normalised value or its "absolute" value
 presence_scale = "column"  # normalise each component by its own max |value| ("column", paper) or the model's ("model")
@@ -48,6 +48,10 @@ from ift_core import tensor as ift
 from ift_core.plots import tensor as tplots
 
 config = train.get_profile(profile, **({"n_models": n_models} if n_models is not None else {}))
+profile_options = ift.PROFILE_OPTIONS[profile]  # what the parameters cell leaves to the profile (None)
+n_components = profile_options.n_components if n_components is None else n_components
+if corr_threshold is None and profile_options.gamma_corr_rule[0] == "absolute":
+    corr_threshold = profile_options.gamma_corr
 ensemble = train.train_ensemble(config, progress=False)
 acts = activations.ensemble_activations(ensemble, split="test", progress=False)
 A = acts.activations

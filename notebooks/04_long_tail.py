@@ -23,9 +23,9 @@
 from typing import Optional
 profile = "cpu"            # training profile: "tiny" (digits, MLP), "cpu" (Fashion-MNIST, small CNN), "paper" (CIFAR-10, ResNet18, GPU)
 n_models: Optional[int] = None  # ensemble size M; None: the profile's
-n_components = 20          # K, principal components per model (lowered to the smallest numerical rank if needed)
+n_components: Optional[int] = None  # K per model; None: the profile's (tensor.PROFILE_OPTIONS), lowered to the smallest numerical rank if needed
 corr_quantile = 0.99       # gamma_corr as a quantile of cross-model |C| (used when corr_threshold is None)
-corr_threshold: Optional[float] = 0.5  # absolute gamma_corr; None: use corr_quantile
+corr_threshold: Optional[float] = None  # absolute gamma_corr; None: the profile's rule (tensor.PROFILE_OPTIONS: 0.5 for "tiny" and "cpu", the corr_quantile rule for "paper")
 presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised projections
 presence = "signed"        # presence test on the "signed" or "absolute" normalised value
 presence_scale = "column"  # normalise by each component's max ("column", paper) or the model's max ("model")
@@ -46,6 +46,10 @@ from ift_core import tensor as ift
 from ift_core.plots import tensor as tplots
 
 config = train.get_profile(profile, **({"n_models": n_models} if n_models is not None else {}))
+profile_options = ift.PROFILE_OPTIONS[profile]  # what the parameters cell leaves to the profile (None)
+n_components = profile_options.n_components if n_components is None else n_components
+if corr_threshold is None and profile_options.gamma_corr_rule[0] == "absolute":
+    corr_threshold = profile_options.gamma_corr
 ensemble = train.train_ensemble(config, progress=False)
 acts = activations.ensemble_activations(ensemble, split="test", progress=False)
 gamma_corr = f"q{corr_quantile}" if corr_threshold is None else corr_threshold  # as the parameter cell says
@@ -139,23 +143,10 @@ o1.table.sort_values("frequency", ascending=False).iloc[np.r_[0:5, -5:0]]
 # gamma_data, the sign alignment and the split rule.
 
 # %%
-from ift_core.claims import Part, Verdict, record
+from ift_core.claims import Verdict, record
+from ift_core.experiments import factors
 
-
-def long_tail(o, scale):
-    """O1 with one presence scale, as a part of the verdict."""
-    s = o.stats
-    split = (f"no second mode ({s['split_reason']})" if not s["n_dominant"] else
-             f"{s['n_dominant']} of {s['n_features']} features dominant (split at {s['split_threshold']:.0f} points), "
-             f"carrying {s['dominant_share_of_occurrences']:.1%} of all occurrences")
-    return Part.from_observation(o, claim=f"feature frequency has a long right tail (presence_scale={scale!r})", facts=(
-        f"skewness of frequency {s['skew_frequency']:.2f}, 95% bootstrap interval [{s['skew_frequency_low']:.2f}, "
-        f"{s['skew_frequency_high']:.2f}] over {s['n_features']} features",
-        f"the top 10% of features hold {s['top10_share_of_occurrences']:.1%} of all occurrences; Gini {s['gini']:.2f}",
-        f"dominant/rare split ({s['split_rule']}; reported, not judged): {split}"))
-
-
-record(Verdict("O1", (long_tail(o1, presence_scale), long_tail(o1_other, other_scale)),
-               facts=f"M={it.n_models}, K={K}, gamma_corr={it.corr_threshold:.3f}, align_signs={align_signs}",
-               setting={"M": it.n_models, "K": K, "gamma_corr": it.corr_threshold, "presence_scale": presence_scale,
-                        "align_signs": align_signs}));
+# The verdict is built by the package (the factor study behind the scorecard builds it the same way).
+record(Verdict("O1", **factors.o1_verdict_fields(
+    o1, o1_other, n_models=it.n_models, n_components=K, corr_threshold=it.corr_threshold,
+    presence_scale=presence_scale, other_scale=other_scale, align_signs=align_signs)));

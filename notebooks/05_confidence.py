@@ -23,15 +23,15 @@
 from typing import Optional
 profile = "cpu"            # training profile: "tiny" (digits, MLP), "cpu" (Fashion-MNIST, small CNN), "paper" (CIFAR-10, ResNet18, GPU)
 n_models: Optional[int] = None  # ensemble size M; None: the profile's
-n_components = 20          # K, principal components per model (lowered to the smallest numerical rank if needed)
+n_components: Optional[int] = None  # K per model; None: the profile's (tensor.PROFILE_OPTIONS), lowered to the smallest numerical rank if needed
 corr_quantile = 0.99       # gamma_corr as a quantile of cross-model |C| (used when corr_threshold is None)
-corr_threshold: Optional[float] = 0.5  # absolute gamma_corr; None: use corr_quantile
+corr_threshold: Optional[float] = None  # absolute gamma_corr; None: the profile's rule (tensor.PROFILE_OPTIONS: 0.5 for "tiny" and "cpu", the corr_quantile rule for "paper")
 presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised projections
 presence = "signed"        # presence test on the "signed" or "absolute" normalised value
 presence_scale = "column"  # normalise by each component's max ("column", paper) or the model's max ("model")
 align_signs = True         # orient every member of a feature like its opener before the presence test (chapter 3)
 per_model = False          # count features per point over the union of seeds (False) or as the mean per seed (True)
-compare_components = [5, 10, 20, 40]  # K values for the sensitivity of the sign
+compare_components = [5, 10, 20, 50]  # K values for the sensitivity of the sign
 confidence_level = 0.95    # for the Fisher-z confidence intervals
 
 # %%
@@ -45,6 +45,10 @@ from ift_core import tensor as ift
 from ift_core.plots import tensor as tplots
 
 config = train.get_profile(profile, **({"n_models": n_models} if n_models is not None else {}))
+profile_options = ift.PROFILE_OPTIONS[profile]  # what the parameters cell leaves to the profile (None)
+n_components = profile_options.n_components if n_components is None else n_components
+if corr_threshold is None and profile_options.gamma_corr_rule[0] == "absolute":
+    corr_threshold = profile_options.gamma_corr
 ensemble = train.train_ensemble(config, progress=False)
 acts = activations.ensemble_activations(ensemble, split="test", progress=False)
 gamma_corr = f"q{corr_quantile}" if corr_threshold is None else corr_threshold  # as the parameter cell says
@@ -106,16 +110,10 @@ by_k.round(4)
 # O2 holds on these data when the confidence interval of Spearman's rho lies below zero.
 
 # %%
-from ift_core.claims import Part, Verdict, record
+from ift_core.claims import Verdict, record
+from ift_core.experiments import factors
 
-s = o2.stats
-signs = ", ".join(f"K={r.K}: {r.rho:+.3f}" for r in by_k.itertuples())
-record(Verdict("O2", (Part.from_observation(
-    o2, claim="points the ensemble is confident on carry fewer features (Spearman's rho below 0)", facts=(
-        f"rho {o2.statistic:+.3f}, {confidence_level:.0%} interval [{o2.ci[0]:+.3f}, {o2.ci[1]:+.3f}] over "
-        f"{s['spearman_n']} points",
-        f"features per point: {s['features_least_confident_bin']:.2f} in the least confident decile, "
-        f"{s['features_most_confident_bin']:.2f} in the most confident",
-        f"rho at other K (shown above, not judged): {signs}")),),
-    facts=f"M={it.n_models}, K={K}, gamma_corr={it.corr_threshold:.3f}, per_model={per_model}",
-    setting={"M": it.n_models, "K": K, "gamma_corr": it.corr_threshold, "per_model": per_model}));
+# The verdict is built by the package (the factor study behind the scorecard builds it the same way).
+record(Verdict("O2", **factors.o2_verdict_fields(
+    o2, n_models=it.n_models, n_components=K, corr_threshold=it.corr_threshold, per_model=per_model,
+    confidence_level=confidence_level, rho_by_k=[(r.K, r.rho) for r in by_k.itertuples()])));

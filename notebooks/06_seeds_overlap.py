@@ -23,9 +23,9 @@
 from typing import Optional
 profile = "cpu"            # training profile: "tiny" (digits, MLP), "cpu" (Fashion-MNIST, small CNN), "paper" (CIFAR-10, ResNet18, GPU)
 n_models: Optional[int] = None  # ensemble size M; None: the profile's
-n_components = 20          # K, principal components per model (lowered to the smallest numerical rank if needed)
+n_components: Optional[int] = None  # K per model; None: the profile's (tensor.PROFILE_OPTIONS), lowered to the smallest numerical rank if needed
 corr_quantile = 0.99       # gamma_corr as a quantile of cross-model |C| (used when corr_threshold is None)
-corr_threshold: Optional[float] = 0.5  # absolute gamma_corr; None: use corr_quantile
+corr_threshold: Optional[float] = None  # absolute gamma_corr; None: the profile's rule (tensor.PROFILE_OPTIONS: 0.5 for "tiny" and "cpu", the corr_quantile rule for "paper")
 presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised projections
 presence = "signed"        # presence test on the "signed" or "absolute" normalised value
 presence_scale = "column"  # normalise by each component's max ("column", paper) or the model's max ("model")
@@ -45,6 +45,10 @@ from ift_core import tensor as ift
 from ift_core.plots import tensor as tplots
 
 config = train.get_profile(profile, **({"n_models": n_models} if n_models is not None else {}))
+profile_options = ift.PROFILE_OPTIONS[profile]  # what the parameters cell leaves to the profile (None)
+n_components = profile_options.n_components if n_components is None else n_components
+if corr_threshold is None and profile_options.gamma_corr_rule[0] == "absolute":
+    corr_threshold = profile_options.gamma_corr
 ensemble = train.train_ensemble(config, progress=False)
 acts = activations.ensemble_activations(ensemble, split="test", progress=False)
 gamma_corr = f"q{corr_quantile}" if corr_threshold is None else corr_threshold  # as the parameter cell says
@@ -99,28 +103,11 @@ stats_table(o4.stats)
 # lies above 0.
 
 # %%
-from ift_core.claims import Part, Verdict, record
+from ift_core.claims import Verdict, record
+from ift_core.experiments import factors
 
-s3, s4 = o3.stats, o4.stats
-groups = "dominant features are held by more seeds than rare ones"
-setting = {"M": it.n_models, "K": K, "gamma_corr": it.corr_threshold, "align_signs": align_signs}
-record(Verdict("O3", (
-    Part.from_bool("frequent features are held by more seeds (Spearman's rho above 0)",
-                   bool(np.isfinite(s3["spearman_low"]) and s3["spearman_low"] > 0),
-                   facts=f"rho {o3.statistic:.3f}, {confidence_level:.0%} interval [{o3.ci[0]:.3f}, {o3.ci[1]:.3f}]"),
-    Part.from_bool(groups, s3["mean_models_dominant"] > s3["mean_models_rare"],
-                   facts=f"models per feature: dominant {s3['mean_models_dominant']:.2f}, rare "
-                         f"{s3['mean_models_rare']:.2f} of M={it.n_models}")
-    if s3["split_has_both_groups"] else
-    Part(groups, "not tested", facts=f"log frequency has one mode ({split_rule} rule): no dominant/rare split"),
-    Part.from_bool("each seed learns a different subset (mean Jaccard overlap below 1)", s3["mean_jaccard"] < 1,
-                   facts=f"mean Jaccard {s3['mean_jaccard']:.3f}; {s3['frac_features_all_models']:.1%} of features "
-                         f"in every seed, {s3['frac_features_one_model']:.1%} in one"),
-), facts=f"M={it.n_models}, K={K}, gamma_corr={it.corr_threshold:.3f}, align_signs={align_signs}", setting=setting));
-record(Verdict("O4", (Part.from_observation(
-    o4, claim="seeds that share more features agree more (correlation over pairs above 0)", facts=(
-        f"rho {o4.statistic:.3f}, jackknife {confidence_level:.0%} interval [{o4.ci[0]:.3f}, {o4.ci[1]:.3f}] over "
-        f"{s4['n_pairs']} pairs",
-        f"Mantel p = {s4['p_mantel']:.3f}; Pearson r = {s4['pearson_r']:.3f}",
-        f"feature overlap {s4['mean_overlap']:.3f} and prediction agreement {s4['mean_agreement']:.3f} on average")),),
-    facts=f"M={it.n_models}, K={K}, gamma_corr={it.corr_threshold:.3f}", setting=setting));
+# The verdicts are built by the package (the factor study behind the scorecard builds them the same way).
+common = dict(n_models=it.n_models, n_components=K, corr_threshold=it.corr_threshold,
+              confidence_level=confidence_level, align_signs=align_signs)
+record(Verdict("O3", **factors.o3_verdict_fields(o3, split_rule=split_rule, **common)));
+record(Verdict("O4", **factors.o4_verdict_fields(o4, **common)));

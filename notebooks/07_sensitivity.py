@@ -26,7 +26,7 @@
 from typing import Optional
 profile = "cpu"            # training profile: "tiny" (digits, MLP), "cpu" (Fashion-MNIST, small CNN), "paper" (CIFAR-10, ResNet18, GPU)
 n_models: Optional[int] = None  # ensemble size M; None: the profile's
-n_components = 20          # K for the threshold grids (lowered to the smallest numerical rank if needed)
+n_components: Optional[int] = None  # K for the threshold grids; None: the profile's (tensor.PROFILE_OPTIONS), lowered to the smallest numerical rank if needed
 corr_quantiles = [0.95, 0.98, 0.99, 0.995]           # gamma_corr as quantiles of cross-model |C|
 corr_thresholds = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]     # gamma_corr as absolute values
 presence_quantiles = [0.8, 0.85, 0.9, 0.95]          # gamma_data as per-model quantiles
@@ -34,7 +34,7 @@ presence = "signed"        # presence test on the "signed" or "absolute" normali
 align_signs = [True, False]                          # sign alignment of a feature's members (True: this book's rule; False: Algorithm 1 as written)
 split_rules = ["mixture", "largest_spacing", "otsu"]     # dominant/rare split rules (O1 reports the split, O3 uses it)
 n_bootstrap = 500          # bootstrap resamples for O1's skewness interval at each grid point
-compare_components = [10, 20, 40]  # K values compared at the paper's thresholds and at corr_threshold_for_k
+compare_components = [10, 20, 50]  # K values compared at the paper's thresholds and at corr_threshold_for_k
 corr_threshold_for_k = 0.5         # absolute gamma_corr used in the K comparison (beside the 0.99 quantile)
 agreement_required = 0.9   # share of grid points on which a verdict must agree for the claim to hold
 
@@ -49,6 +49,8 @@ from ift_core import tensor as ift
 from ift_core.plots import tensor as tplots
 
 config = train.get_profile(profile, **({"n_models": n_models} if n_models is not None else {}))
+profile_options = ift.PROFILE_OPTIONS[profile]  # what the parameters cell leaves to the profile (None)
+n_components = profile_options.n_components if n_components is None else n_components
 ensemble = train.train_ensemble(config, progress=False)
 acts = activations.ensemble_activations(ensemble, split="test", progress=False)
 pc = ift.principal_components(acts.activations, n_components=n_components, cap_at_rank=True, progress=False)

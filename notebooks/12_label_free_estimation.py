@@ -184,10 +184,11 @@ pivot.round(3)
 
 # %%
 from ift_core.claims import Part, Verdict, record
+from ift_core.experiments import factors  # the test of GDE in distribution the scorecard's factor study uses too
 
 clean_row = table.loc["clean (full test set)"]
 err, dis = float(clean_row["error"]), float(clean_row["disagreement"])
-gde_in = (full_interval.low <= err <= full_interval.high) or abs(dis - err) <= rel_tol * err
+gde_in = factors.gde_in_distribution_holds(err, dis, full_interval.low, full_interval.high, rel_tol=rel_tol)
 shift_rows = table.drop(index=["clean", "clean (full test set)"])
 shift_ok = [(float(abs(r.disagreement - r.error)) <= rel_tol * float(r.error)) or (r.dis_low <= r.error <= r.dis_high)
             for r in shift_rows.itertuples()]

@@ -254,7 +254,8 @@ def statistics_page(rows: list[dict], *, profile: str, built: str, times_profile
         cache = describe_cache(rec.cache) if rec else "-"
         expected = (r.get("expected") or "not measured yet").replace("|", "\\|")
         links = " · ".join(f"{{download}}`{label} <{path}>`" for label, path in r.get("downloads", []))
-        lines.append(f"| {r['number']}. {{doc}}`{r['name']}` | {r['status']} | {when} | {seconds} | {cache} | "
+        number = f"{r['number']}. " if r["number"] != "" else ""
+        lines.append(f"| {number}{{doc}}`{r['name']}` | {r['status']} | {when} | {seconds} | {cache} | "
                      f"{expected} | {links or '-'} |")
     lines += ["", f"Total run time of the runs shown: {total / 60:.1f} min.", "",
               "The downloads are the chapter's source (a jupytext `.py` file), the executed notebook, and its "

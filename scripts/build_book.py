@@ -15,7 +15,10 @@ Each chapter is a jupytext percent-format notebook in ``notebooks/``. For every 
    rebuild skips every chapter whose inputs did not change, and a run record (seconds, what the
    run added to ``ift_core``'s cache) for the execution-statistics page,
 
-then puts each chapter's expected run time under its title (``book/chapter_times.json``, updated
+then executes the pages that read what every chapter saved (:data:`AFTER_CHAPTERS`: the
+reproduction scorecard, ``notebooks/scorecard.py``, which shows each chapter's verdict; its stamp
+also covers the saved verdicts and run records, so it reruns whenever a chapter did), and
+puts each chapter's expected run time under its title (``book/chapter_times.json``, updated
 by every build of the default profile and parameters), writes its student notebook
 (``scripts/make_student_notebooks.py``) and the execution-statistics page, runs ``jupyter-book
 build`` and prints the path of the site's ``index.html``. ``--student`` builds the student edition
@@ -92,6 +95,9 @@ STATISTICS_PAGE = "execution_statistics"
 STUDENT_DIR = "student"
 DOWNLOADS_DIR = "downloads"
 CHAPTER_TIMES = Path("book") / "chapter_times.json"
+# Pages executed after every chapter, in this order, when _toc.yml lists them (under
+# notebooks/_executed/): they read the verdicts and run records the chapters saved.
+AFTER_CHAPTERS = ("scorecard",)
 
 
 # --------------------------------------------------------------------------- chapters
@@ -101,9 +107,11 @@ class Chapter:
     source: Path       # notebooks/04_long_tail.py
 
     @property
-    def number(self) -> int:
-        """The chapter's number in the book (its file's prefix; ``_toc.yml`` numbers them in order)."""
-        return int(self.name.split("_", 1)[0])
+    def number(self) -> int | str:
+        """The chapter's number in the book (its file's prefix; ``_toc.yml`` numbers them in order);
+        ``""`` for an unnumbered page (:data:`AFTER_CHAPTERS`)."""
+        prefix = self.name.split("_", 1)[0]
+        return int(prefix) if prefix.isdigit() else ""
 
     def output(self, exec_dir: Path) -> Path:
         return exec_dir / f"{self.name}.ipynb"
@@ -115,8 +123,8 @@ class Chapter:
         return exec_dir / f"{self.name}.failed.ipynb"
 
 
-def chapters_from_toc(toc_path: Path = REPO / "_toc.yml") -> list[Chapter]:
-    """The chapters the table of contents lists, in its order."""
+def _executed_names(toc_path: Path) -> list[str]:
+    """The names of the pages ``_toc.yml`` lists under ``notebooks/_executed/``, in its order."""
     toc = yaml.safe_load(toc_path.read_text())
     files: list[str] = []
 
@@ -132,9 +140,30 @@ def chapters_from_toc(toc_path: Path = REPO / "_toc.yml") -> list[Chapter]:
 
     walk(toc)
     names = [f[len(EXECUTED_PREFIX):] for f in files if f.startswith(EXECUTED_PREFIX)]
-    names = [n[:-len(".ipynb")] if n.endswith(".ipynb") else n for n in names]
+    return [n[:-len(".ipynb")] if n.endswith(".ipynb") else n for n in names]
+
+
+def chapters_from_toc(toc_path: Path = REPO / "_toc.yml") -> list[Chapter]:
+    """The chapters the table of contents lists, in its order."""
     # Chapters are numbered notebooks; the build's own pages (execution statistics) live there too.
-    return [Chapter(n, NOTEBOOKS / f"{n}.py") for n in names if n.split("_", 1)[0].isdigit()]
+    return [Chapter(n, NOTEBOOKS / f"{n}.py") for n in _executed_names(toc_path) if n.split("_", 1)[0].isdigit()]
+
+
+def pages_after_chapters(toc_path: Path = REPO / "_toc.yml") -> list[Chapter]:
+    """The notebooks executed after every chapter (:data:`AFTER_CHAPTERS` that ``_toc.yml`` lists)."""
+    listed = set(_executed_names(toc_path))
+    return [Chapter(n, NOTEBOOKS / f"{n}.py") for n in AFTER_CHAPTERS if n in listed]
+
+
+def saved_inputs_digest(exec_dir: Path) -> str:
+    """A hash of what the chapters saved for the pages after them: the verdicts and run records."""
+    digest = hashlib.sha256()
+    for path in sorted([*(exec_dir / VERDICTS_DIR).glob("*.json"), *exec_dir.glob("*.run.json")]):
+        digest.update(path.name.encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def resolve_only(only: str, chapters: list[Chapter]) -> Chapter:
@@ -349,6 +378,25 @@ def execute_chapter(chapter: Chapter, params: dict, exec_dir: Path, *, timeout: 
     return Result(chapter, "ran", seconds, record=record)
 
 
+def run_after_pages(pages: list[Chapter], params: dict[str, dict], exec_dir: Path, *, force: bool,
+                    timeout: float | None) -> list[Result]:
+    """Execute the pages of :data:`AFTER_CHAPTERS`, one after the other, after every chapter: each is
+    stale when its source, parameters, ``ift_core`` or what the chapters saved changed."""
+    fingerprint = ift_core_fingerprint()
+    results: list[Result] = []
+    for page in pages:
+        if not page.source.exists():
+            results.append(Result(page, "failed", 0.0, f"missing source file {page.source}"))
+        else:
+            stamp = {**stamp_for(page, params[page.name], fingerprint), "saved": saved_inputs_digest(exec_dir)}
+            if not force and is_fresh(page, exec_dir, stamp):
+                results.append(Result(page, "cached", 0.0))
+            else:
+                results.append(execute_chapter(page, params[page.name], exec_dir, timeout=timeout, stamp=stamp))
+        _report(results[-1])
+    return results
+
+
 def _report(result: Result) -> None:
     label = {"ran": "executed", "cached": "unchanged, kept", "failed": "FAILED"}[result.status]
     print(f"  {result.chapter.name:<32s} {result.seconds:8.1f} s  {label}", flush=True)
@@ -499,7 +547,7 @@ def finish_chapters(chapters: list[Chapter], results: list[Result], exec_dir: Pa
     student_dir, downloads = exec_dir / STUDENT_DIR, exec_dir / DOWNLOADS_DIR
     downloads.mkdir(exist_ok=True)
     rows = []
-    for chapter in chapters_from_toc(book_root / "_toc.yml"):
+    for chapter in chapters_from_toc(book_root / "_toc.yml") + pages_after_chapters(book_root / "_toc.yml"):
         executed = chapter.output(exec_dir)
         note = book_pages.runtime_note(times["chapters"].get(chapter.name), times["profile"])
         links = []
@@ -589,21 +637,25 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("use --profile to choose the profile, not -p profile")
 
     all_chapters = chapters_from_toc()
+    after = pages_after_chapters()
     if args.list_parameters:
-        chapter = resolve_only(args.list_parameters, all_chapters)
+        chapter = resolve_only(args.list_parameters, all_chapters + after)
         print(format_parameters(chapter.name, chapter_parameters([chapter])[chapter.name]))
         return 0
-    chapters = [resolve_only(args.only, all_chapters)] if args.only else all_chapters
+    chapters = [resolve_only(args.only, all_chapters + after)] if args.only else all_chapters
+    if chapters and chapters[0] in after:  # --only scorecard: that page alone
+        chapters, after = [], chapters
 
     # Every name and value is checked against the chapters' parameters cells before anything runs:
     # papermill itself would warn about an unknown name and run the defaults.
     try:
-        declared = chapter_parameters(chapters)
+        # -p values go to the chapters asked for (the pages after them run with their defaults).
+        declared = chapter_parameters(chapters or after)
         given = check_parameters([tuple(p) for p in args.parameter], declared)
     except ValueError as exc:
         print(f"build_book.py: {exc}", file=sys.stderr, flush=True)
         return 2
-    params = {c.name: {"profile": args.profile, **given.get(c.name, {})} for c in chapters}
+    params = {c.name: {"profile": args.profile, **given.get(c.name, {})} for c in chapters + after}
 
     book_root = REPO if args.work_dir is None else args.work_dir.resolve()
     if args.work_dir is not None:
@@ -622,6 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     results = run_chapters(chapters, params, exec_dir, jobs=args.jobs,
                            force=args.force or bool(args.only), timeout=args.timeout)
+    # The scorecard after every chapter: it shows what each of them saved.
+    results += run_after_pages(after, params, exec_dir, force=args.force, timeout=args.timeout)
     failed = [r for r in results if r.status == "failed"]
     print(f"chapters: {sum(r.status == 'ran' for r in results)} executed, "
           f"{sum(r.status == 'cached' for r in results)} unchanged, {len(failed)} failed "

@@ -293,11 +293,12 @@ def test_unknown_parameter_is_refused_with_the_closest_name_and_the_list():
 
 
 @pytest.mark.parametrize("number, name, text, expected", [
-    ("04", "n_components", "thirty", "n_components is int (default 20); 'thirty' is not an int: give a whole number"),
+    ("04", "n_components", "thirty", "n_components is int or None (default None); 'thirty' is not an int or None: "
+                                     "give a whole number"),
     ("04", "n_components", "2.5", "'2.5' is not an int"),
     ("04", "n_components", "True", "'True' is not an int"),
-    ("04", "n_components", "None", "'None' is not an int"),
-    ("04", "corr_threshold", "strict", "is float or None (default 0.5); 'strict' is not a float or None"),
+    ("04", "n_bootstrap", "None", "'None' is not an int"),
+    ("04", "corr_threshold", "strict", "is float or None (default None); 'strict' is not a float or None"),
     ("03", "align_signs", "1", "align_signs is bool (default True); '1' is not a bool: give True or False"),
     ("07", "align_signs", "[1, 0]", "align_signs is list[bool]"),
     ("11", "rarities", "[0, 2, x]", "rarities is list[int] or None"),
@@ -351,7 +352,7 @@ def test_build_refuses_a_misspelt_parameter_before_anything_runs(tmp_path, capsy
     assert code == 2 and "has no parameter 'n_component'; did you mean 'n_components'?" in err
     assert not work.exists(), "the build prepared a book root although it refused the parameter"
     code = bb.main(["--profile", "tiny", "--only", "04", "-p", "n_components", "thirty", "--work-dir", str(work)])
-    assert code == 2 and "n_components is int (default 20); 'thirty' is not an int" in capsys.readouterr().err
+    assert code == 2 and "n_components is int or None (default None); 'thirty' is not an int" in capsys.readouterr().err
 
 
 def test_list_parameters_prints_names_types_and_defaults(capsys):

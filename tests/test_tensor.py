@@ -907,8 +907,8 @@ def test_profile_options_cover_the_training_profiles():
     from ift_core.train import PROFILES  # lazily: the rest of this file never imports torch
 
     assert set(T.PROFILE_OPTIONS) == set(PROFILES)
-    # the chapters' parameter cells: K = 20 lowered to the rank, |corr| > 0.5, the 0.9 presence quantile
-    assert T.PROFILE_OPTIONS["cpu"] == T.TensorOptions(n_components=20, cap_at_rank=True, gamma_corr=0.5)
+    # the chapters' parameter cells: the paper's K = 50 lowered to the rank, |corr| > 0.5, the 0.9 presence quantile
+    assert T.PROFILE_OPTIONS["cpu"] == T.TensorOptions(n_components=50, cap_at_rank=True, gamma_corr=0.5)
     assert T.PROFILE_OPTIONS["paper"].n_components == 50 and T.PROFILE_OPTIONS["paper"].gamma_corr == "q0.99"
 
 

@@ -113,12 +113,12 @@ def test_profiles():
     tiny, cpu, paper = get_profile("tiny"), get_profile("cpu"), get_profile("paper")
     assert (tiny.data.name, tiny.arch) == ("digits", "mlp")
     assert (cpu.data.name, cpu.arch, cpu.n_models, cpu.data.n_train, cpu.data.n_test) == (
-        "fashion_mnist", "small_cnn", 10, 10_000, 2_000)
+        "fashion_mnist", "small_cnn", 20, 5_000, 10_000)  # the paper's M = 20 and N = 10,000
     assert (paper.data.name, paper.arch, paper.n_models, paper.data.n_train, paper.data.n_test) == (
         "cifar10", "resnet18", 20, None, None)
     assert (paper.lr, paper.momentum, paper.weight_decay, paper.batch_size, paper.schedule) == (
         0.1, 0.9, 1e-4, 100, "cosine")
-    assert get_profile("cpu", n_models=4, n_train=500).replace(n_models=10, n_train=10_000) == cpu
+    assert get_profile("cpu", n_models=4, n_train=500).replace(n_models=20, n_train=5_000) == cpu
     assert set(PROFILES) == {"tiny", "cpu", "paper"}
     # The data set's `name` is an override like any other, not the profile's name.
     assert get_profile("tiny", name="fashion_mnist").data.name == "fashion_mnist"

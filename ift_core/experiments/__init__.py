@@ -9,6 +9,8 @@
 * :mod:`~ift_core.experiments.label_free` (chapter 12): GDE as a label-free estimator of test
   error against the baselines, in distribution and under shift (:func:`label_free_study`,
   :func:`label_free_tables`).
+* :mod:`~ift_core.experiments.factors` (the scorecard): each claim's verdict recomputed with one
+  factor moved toward the paper's setting (:func:`factor_study`, :func:`flipping_factors`).
 
 Every study that builds an interaction tensor takes ``tensor_options=`` (a
 :class:`ift_core.tensor.TensorOptions`), so any option of the tensor can be varied. Training
@@ -24,7 +26,7 @@ Examples
 from __future__ import annotations
 
 # The face: every public name of the study files (their __all__), importable from here.
-from . import label_free, prediction, subpopulation
+from . import factors, label_free, prediction, subpopulation
 from .label_free import (  # noqa: F401
     FULL_TEST_SET,
     LabelFreeStudy,
@@ -44,4 +46,6 @@ from .subpopulation import (  # noqa: F401
     subpopulation_sweep,
 )
 
-__all__ = [*subpopulation.__all__, *prediction.__all__, *label_free.__all__]
+from .factors import factor_study, flipping_factors  # noqa: F401
+
+__all__ = [*subpopulation.__all__, *prediction.__all__, *label_free.__all__, "factor_study", "flipping_factors"]
