@@ -118,9 +118,9 @@ o1_other = obs.o1_long_tail(it_other, split_threshold=split_threshold, split_rul
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.3), layout="constrained")
 sns.boxplot(o1.table, x="n_models", y="frequency", ax=axes[0], color="tab:blue")
 axes[0].set(yscale="log", xlabel="models having the feature", ylabel="points in which it occurs",
-            title=f"presence_scale={presence_scale!r}")
+            title=f"presence scaled per {presence_scale}")
 tplots.frequency_histogram(o1_other, ax=axes[1])
-axes[1].set_title(f"presence_scale={other_scale!r}: skewness {o1_other.statistic:.2f}, "
+axes[1].set_title(f"presence scaled per {other_scale}: skewness {o1_other.statistic:.2f}, "
                   f"{o1_other.stats['n_dominant']} dominant of {o1_other.stats['n_features']}")
 plt.show()
 rate = it.components_table().groupby("component")["presence_rate"].mean()
