@@ -158,7 +158,10 @@ def pages_after_chapters(toc_path: Path = REPO / "_toc.yml") -> list[Chapter]:
 def saved_inputs_digest(exec_dir: Path) -> str:
     """A hash of what the chapters saved for the pages after them: the verdicts and run records."""
     digest = hashlib.sha256()
-    for path in sorted([*(exec_dir / VERDICTS_DIR).glob("*.json"), *exec_dir.glob("*.run.json")]):
+    # The pages' own run records are left out: each is written after its page ran, so counting it
+    # would make the page stale at every rebuild.
+    records = [p for p in exec_dir.glob("*.run.json") if p.name[: -len(".run.json")] not in AFTER_CHAPTERS]
+    for path in sorted([*(exec_dir / VERDICTS_DIR).glob("*.json"), *records]):
         digest.update(path.name.encode())
         digest.update(b"\0")
         digest.update(path.read_bytes())

@@ -358,7 +358,7 @@ def test_build_refuses_a_misspelt_parameter_before_anything_runs(tmp_path, capsy
 def test_list_parameters_prints_names_types_and_defaults(capsys):
     assert build_book().main(["--list-parameters", "notebooks/11_breaking_gde_real.py"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^\s+rarities\s+list\[int\] or None\s+None\s+list of sub-population", out, re.M), out
+    assert re.search(r"^\s+rarities\s+list\[int\] or None\s+None\s+shape family: examples per class", out, re.M), out
     assert re.search(r"^\s+level\s+float\s+0\.95\s", out, re.M), out
 
 

@@ -274,6 +274,7 @@ def _family_rows(results: Any, test_set: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+@book_figure
 def gap_identity_by_family(results: Any, *, test_set: str = "subpopulation", n_classes: int = 10) -> Figure:
     """Both families on the same axes: the gap with two-level intervals, and the identity behind its sign.
 
