@@ -20,12 +20,11 @@
 # feature sets differ**, and that **overlap and agreement correlate positively** over pairs.
 
 # %% tags=["parameters"]
-from typing import Optional
+from typing import Optional, Union
 profile = "cpu"            # training profile: "tiny" (digits, MLP), "cpu" (Fashion-MNIST, small CNN), "paper" (CIFAR-10, ResNet18, GPU)
 n_models: Optional[int] = None  # ensemble size M; None: the profile's
 n_components: Optional[int] = None  # K per model; None: the profile's (tensor.PROFILE_OPTIONS), lowered to the smallest numerical rank if needed
-corr_quantile = 0.99       # gamma_corr as a quantile of cross-model |C| (used when corr_threshold is None)
-corr_threshold: Optional[float] = None  # absolute gamma_corr; None: the profile's rule (tensor.PROFILE_OPTIONS: 0.5 for "tiny" and "cpu", the corr_quantile rule for "paper")
+gamma_corr: Optional[Union[float, str]] = None  # gamma_corr: a number (absolute |C| threshold) or "q0.99" (that quantile of cross-model |C|, the paper's rule); None: the profile's (tensor.PROFILE_OPTIONS: 0.5 for "tiny" and "cpu", "q0.99" for "paper")
 presence_quantile = 0.9    # gamma_data: per-model quantile of the normalised projections
 presence = "signed"        # presence test on the "signed" or "absolute" normalised value
 presence_scale = "column"  # normalise by each component's max ("column", paper) or the model's max ("model")
@@ -47,11 +46,13 @@ from ift_core.plots import tensor as tplots
 config = train.get_profile(profile, **({"n_models": n_models} if n_models is not None else {}))
 profile_options = ift.PROFILE_OPTIONS[profile]  # what the parameters cell leaves to the profile (None)
 n_components = profile_options.n_components if n_components is None else n_components
-if corr_threshold is None and profile_options.gamma_corr_rule[0] == "absolute":
-    corr_threshold = profile_options.gamma_corr
+# One knob for gamma_corr: the rule ("quantile" or "absolute") and its value follow from it.
+gamma_corr = profile_options.gamma_corr if gamma_corr is None else gamma_corr
+gamma_rule, gamma_value = profile_options.replace(gamma_corr=gamma_corr).gamma_corr_rule
+corr_threshold = gamma_value if gamma_rule == "absolute" else None
+corr_quantile = gamma_value if gamma_rule == "quantile" else 0.99  # the quantile rule shown beside an absolute one
 ensemble = train.train_ensemble(config, progress=False)
 acts = activations.ensemble_activations(ensemble, split="test", progress=False)
-gamma_corr = f"q{corr_quantile}" if corr_threshold is None else corr_threshold  # as the parameter cell says
 it = ift.build_interaction_tensor(acts.activations, n_components=n_components, cap_at_rank=True,
                                   gamma_corr=gamma_corr, presence_quantile=presence_quantile,
                                   presence=presence, presence_scale=presence_scale, align_signs=align_signs,

@@ -298,7 +298,7 @@ def test_unknown_parameter_is_refused_with_the_closest_name_and_the_list():
     ("04", "n_components", "2.5", "'2.5' is not an int"),
     ("04", "n_components", "True", "'True' is not an int"),
     ("04", "n_bootstrap", "None", "'None' is not an int"),
-    ("04", "corr_threshold", "strict", "is float or None (default None); 'strict' is not a float or None"),
+    ("04", "presence_quantile", "high", "presence_quantile is float (default 0.9); 'high' is not a float"),
     ("03", "align_signs", "1", "align_signs is bool (default True); '1' is not a bool: give True or False"),
     ("07", "align_signs", "[1, 0]", "align_signs is list[bool]"),
     ("11", "rarities", "[0, 2, x]", "rarities is list[int] or None"),
@@ -315,8 +315,9 @@ def test_wrongly_typed_value_is_refused_naming_the_type(number, name, text, expe
 
 @pytest.mark.parametrize("number, name, text, value", [
     ("04", "n_components", "30", 30),
-    ("04", "corr_threshold", "None", None),       # None where the annotation allows it
-    ("04", "corr_threshold", "0.6", 0.6),
+    ("04", "gamma_corr", "None", None),           # None where the annotation allows it
+    ("04", "gamma_corr", "0.6", 0.6),             # gamma_corr: a number ...
+    ("04", "gamma_corr", "q0.995", "q0.995"),     # ... or a quantile rule, one knob
     ("01", "max_accuracy_spread", "1", 1.0),      # a float accepts an int, passed as a float
     ("03", "align_signs", "False", False),
     ("11", "rarities", "[0, 2, 5]", [0, 2, 5]),   # a list as YAML, like papermill's -y
