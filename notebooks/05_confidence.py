@@ -46,11 +46,7 @@ from ift_core.plots import tensor as tplots
 config = train.get_profile(profile, **({"n_models": n_models} if n_models is not None else {}))
 profile_options = ift.PROFILE_OPTIONS[profile]  # what the parameters cell leaves to the profile (None)
 n_components = profile_options.n_components if n_components is None else n_components
-# One knob for gamma_corr: the rule ("quantile" or "absolute") and its value follow from it.
 gamma_corr = profile_options.gamma_corr if gamma_corr is None else gamma_corr
-gamma_rule, gamma_value = profile_options.replace(gamma_corr=gamma_corr).gamma_corr_rule
-corr_threshold = gamma_value if gamma_rule == "absolute" else None
-corr_quantile = gamma_value if gamma_rule == "quantile" else 0.99  # the quantile rule shown beside an absolute one
 ensemble = train.train_ensemble(config, progress=False)
 acts = activations.ensemble_activations(ensemble, split="test", progress=False)
 options = dict(cap_at_rank=True, gamma_corr=gamma_corr, presence_quantile=presence_quantile,

@@ -449,15 +449,20 @@ def run_chapters(chapters: list[Chapter], params: dict[str, dict], exec_dir: Pat
 
 
 # --------------------------------------------------------------------------- site
-def prepare_work_dir(work_dir: Path) -> None:
-    """Copy the book's own sources into a scratch book root."""
-    work_dir.mkdir(parents=True, exist_ok=True)
+def copy_book_sources(from_root: Path, to_root: Path) -> None:
+    """Copy the book's own sources (:data:`BOOK_SOURCES`) from one book root into another."""
     for name in BOOK_SOURCES:
-        src, dst = REPO / name, work_dir / name
+        src, dst = from_root / name, to_root / name
         if src.is_dir():
             shutil.copytree(src, dst, dirs_exist_ok=True)
         else:
             shutil.copy2(src, dst)
+
+
+def prepare_work_dir(work_dir: Path) -> None:
+    """Copy the book's own sources into a scratch book root."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    copy_book_sources(REPO, work_dir)
 
 
 def site_dir(build_dir: Path) -> Path:
@@ -571,12 +576,7 @@ def finish_chapters(chapters: list[Chapter], results: list[Result], exec_dir: Pa
 
 def stage_student_book(book_root: Path, exec_dir: Path, stage: Path) -> None:
     """A book root at ``stage`` whose chapters are the student notebooks (the rest as in ``book_root``)."""
-    for name in BOOK_SOURCES:
-        src, dst = book_root / name, stage / name
-        if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-        else:
-            shutil.copy2(src, dst)
+    copy_book_sources(book_root, stage)
     target = stage / EXECUTED_PREFIX.rstrip("/")
     shutil.copytree(exec_dir, target, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(".*", "*.failed.ipynb"))
