@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import os
 import re
 import subprocess
@@ -196,22 +197,57 @@ def torch_free_modules(package_dir: Path = PACKAGE, rules: dict[str, Rule] = RUL
             and not d.endswith("__main__")]
 
 
-def torch_importers(modules: list[str], *, path: Path = ROOT, at_once: int = 4) -> list[str]:
-    """Those of ``modules`` whose import, each in a fresh interpreter, loads torch (a few at a time)."""
-    code = "import importlib, sys; importlib.import_module(sys.argv[1]); print('torch' in sys.modules)"
+# One interpreter imports the third-party libraries the analysis modules use (none of them loads
+# torch; checked), then forks a child per module: each child imports its module into a process
+# that has no ift_core module and no torch yet, as a fresh interpreter would, without paying the
+# seconds of numpy/scipy/pandas/matplotlib imports again for every module.
+_FORKING_CHECKER = """
+import importlib, json, os, sys
+for name in ("numpy", "scipy", "scipy.stats", "scipy.optimize", "pandas", "matplotlib", "matplotlib.pyplot",
+             "seaborn", "sklearn"):
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
+assert "torch" not in sys.modules and not any(m.startswith("ift_core") for m in sys.modules), "preload"
+results = {}
+for module in sys.argv[1:]:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            importlib.import_module(module)
+            message = "torch" if "torch" in sys.modules else "ok"
+        except BaseException as exc:
+            message = f"import failed: {type(exc).__name__}: {exc}"
+        os.write(write, message.encode()[:4000])
+        os._exit(0)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 4096):
+        chunks.append(chunk)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    results[module] = b"".join(chunks).decode() or f"import failed: the child died (wait status {status})"
+print(json.dumps(results))
+"""
+
+
+def torch_importers(modules: list[str], *, path: Path = ROOT) -> list[str]:
+    """Those of ``modules`` whose import loads torch, each imported in its own forked child of
+    an interpreter that has loaded no ift_core module and no torch (see ``_FORKING_CHECKER``)."""
     env = {**os.environ, "PYTHONPATH": str(path)}
+    proc = subprocess.run([sys.executable, "-c", _FORKING_CHECKER, *modules], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, f"the import checker failed:\n{proc.stderr[-3000:]}"
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
     bad = []
-    for start in range(0, len(modules), at_once):
-        batch = modules[start:start + at_once]
-        procs = {m: subprocess.Popen([sys.executable, "-c", code, m], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env) for m in batch}
-        for m, proc in procs.items():
-            stdout, stderr = proc.communicate(timeout=300)
-            if proc.returncode:
-                last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {proc.returncode}"
-                bad.append(f"{m}: import failed: {last}")
-            elif stdout.strip() != "False":
-                bad.append(f"{m}: importing it loads torch")
+    for m in modules:
+        if results[m] == "torch":
+            bad.append(f"{m}: importing it loads torch")
+        elif results[m] != "ok":
+            bad.append(f"{m}: {results[m]}")
     return bad
 
 
@@ -280,3 +316,15 @@ def test_analysis_modules_never_load_torch():
 
 def test_the_studies_load_torch_only_when_they_run():
     assert not torch_importers(["ift_core.experiments"])
+
+
+def test_torch_importers_tells_a_torch_import_from_a_clean_one_and_a_broken_one(tmp_path):
+    pkg = tmp_path / "planted"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "clean.py").write_text("import numpy\n")
+    (pkg / "heavy.py").write_text("import numpy\n\ndef f():\n    return 1\n\nimport torch\n")
+    (pkg / "broken.py").write_text("raise RuntimeError('planted failure')\n")
+    bad = torch_importers(["planted.clean", "planted.heavy", "planted.broken"], path=tmp_path)
+    assert bad == ["planted.heavy: importing it loads torch",
+                   "planted.broken: import failed: RuntimeError: planted failure"], bad
