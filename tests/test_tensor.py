@@ -984,3 +984,19 @@ def test_presence_and_split_rules_are_registries(monkeypatch, acts3):
     dom, thr, info = split_frequencies([1, 2, 3, 4, 100], rule="median", return_info=True)
     assert dom.tolist() == [False, False, False, True, True] and info["reason"] == "median"
     assert T.resolve_split_rule(method="largest_gap") == "largest_spacing"
+
+
+@pytest.mark.parametrize("gamma_corr", [0.02, 0.1, 0.5])
+def test_point_statistics_equal_brute_force_when_a_feature_holds_several_components_of_a_model(gamma_corr):
+    """features_per_point(per_model=True) subtracts double counts where one model has several
+    components in a feature; point_feature_matrix ORs packed bits: both against Omega by loops."""
+    rng = np.random.default_rng(3)
+    it = build_interaction_tensor(rng.standard_normal((4, 300, 12)), n_components=10, corr_threshold=gamma_corr,
+                                  progress=False)
+    om = reference_omega(it.presence, it.assignments)
+    duplicates = any(len(set(row)) < len(row) for row in it.assignments.tolist())
+    assert duplicates or gamma_corr == 0.5, "the low threshold was meant to put two components of a model together"
+    assert np.array_equal(it.point_feature_matrix(), om.any(axis=0))
+    assert it.point_feature_matrix().flags.c_contiguous
+    assert np.array_equal(it.features_per_point(per_model=True), om.sum(axis=2))
+    assert np.array_equal(it.features_per_point(), om.any(axis=0).sum(axis=1))

@@ -239,6 +239,28 @@ def test_processes_equal_sequential_bit_for_bit():
     assert {m["backend"] for m in proc.metrics()} == {"processes"}
 
 
+@pytest.mark.slow
+def test_processes_workers_serve_the_next_call_on_other_data_bit_for_bit():
+    """The CPU workers outlive a call (ift_core.train.backends' shared pool): the next call, on
+    other data (another training subset), is trained on that data by the same workers."""
+    import psutil
+
+    from ift_core.train import backends
+
+    first, second = small(arch="small_cnn", width=4), small(arch="small_cnn", width=4, n_train=150, subset_seed=1)
+    assert first.data != second.data
+    train_ensemble(first, backend="processes", n_workers=2, cache=False, progress=False)
+    workers = {p.pid for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())}
+    assert len(workers) == 2, "the two workers did not stay for the next call"
+    proc = train_ensemble(second, backend="processes", n_workers=2, cache=False, progress=False)
+    again = {p.pid for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())}
+    assert again == workers, "the second call started new workers"
+    assert_bit_identical(train_ensemble(second, backend="sequential", cache=False, progress=False), proc)
+    backends.close_cpu_pool()
+    assert not [p for p in psutil.Process().children() if p.pid in workers and p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE], "close_cpu_pool left workers running"
+
+
 @pytest.mark.parametrize("mode", ["diffinit", "alldiff"])  # shared batches / stacked batches
 def test_vmap_close_to_sequential(mode):
     c = small(mode=mode, epochs=3)

@@ -23,6 +23,7 @@ Examples
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import math
@@ -158,7 +159,7 @@ def _sequential(job: _Job, missing: list[int]) -> int:
 _WORKER_DEVICE = "cpu"  # the device of a ``processes`` worker, set by _worker_init
 
 
-def _worker_init(data_key: str, data: tuple[ImageSet, ImageSet], gpu_slots: Any = None,
+def _worker_init(data_key: str | None, data: tuple[ImageSet, ImageSet] | None, gpu_slots: Any = None,
                  parent_pid: int | None = None) -> None:
     """Runs once in each worker: one thread, and the parent's data (saves every worker
     from reading and decoding the data set again). With ``gpu_slots`` (a queue of GPU
@@ -170,16 +171,48 @@ def _worker_init(data_key: str, data: tuple[ImageSet, ImageSet], gpu_slots: Any 
     torch.set_num_threads(1)
     with contextlib.suppress(RuntimeError):  # only settable before any inter-op work
         torch.set_num_interop_threads(1)
-    _install_data(data_key, data)
+    if data_key is not None:
+        _install_data(data_key, data)
     if gpu_slots is not None:
         index = gpu_slots.get()
         torch.cuda.set_device(index)
         _WORKER_DEVICE = f"cuda:{index}"
 
 
-def _train_in_worker(config: TrainConfig, m: int, directory: Path, train: ImageSet | None) -> bool:
-    """A ``processes`` task: model m on this worker's device."""
+def _train_in_worker(config: TrainConfig, m: int, directory: Path, train: ImageSet | None,
+                     data: tuple[str, tuple[ImageSet, ImageSet]] | None = None) -> bool:
+    """A ``processes`` task: model m on this worker's device. ``data`` (key, sets): the parent's
+    data, for a worker of the shared CPU pool, which may have trained on other data before."""
+    if data is not None and not _has_data(data[0]):
+        _install_data(*data)
     return _train_if_missing(config, m, directory, device=_WORKER_DEVICE, backend="processes", train_set=train)
+
+
+# The CPU workers outlive one train_ensemble call: starting a spawn worker (a fresh interpreter
+# importing torch) takes ~4 s, which a sweep of many small ensembles (chapter 11: 13 of them)
+# would pay at every call. One pool at a time, for this process only; its workers still die
+# with it (parent_pid), and a call that fails or is interrupted shuts it down.
+_CPU_POOL: dict[tuple[int, int], ProcessPoolExecutor] = {}
+
+
+def _shared_cpu_pool(ctx: Any, size: int) -> ProcessPoolExecutor:
+    key = (size, os.getpid())
+    if key not in _CPU_POOL:
+        close_cpu_pool()
+        _CPU_POOL[key] = ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_worker_init,
+                                             initargs=(None, None, None, os.getpid()))
+    return _CPU_POOL[key]
+
+
+def close_cpu_pool(*, wait: bool = True) -> None:
+    """Shut the shared CPU workers of the ``processes`` backend down (they are started again when
+    needed); called at exit, and after a run that failed or was interrupted."""
+    while _CPU_POOL:
+        _, pool = _CPU_POOL.popitem()
+        pool.shutdown(wait=wait, cancel_futures=True)
+
+
+atexit.register(close_cpu_pool)
 
 
 def _gpu_slots(gpus: list[int], seeds_per_gpu: int) -> list[int]:
@@ -210,8 +243,14 @@ def _processes(job: _Job, missing: list[int]) -> int:
         size = min(job.n_workers, len(missing))
     pending, running, trained = list(missing), {}, 0
     # The workers die with this process (parent_pid): a killed run leaves nothing training.
-    with ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_worker_init,
-                             initargs=(config_key(config.data), base, slots, os.getpid())) as pool:
+    if device.type == "cuda":  # each worker holds one GPU slot for its life: a pool per call
+        pool_context = ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_worker_init,
+                                           initargs=(config_key(config.data), base, slots, os.getpid()))
+        data = None
+    else:
+        pool_context = contextlib.nullcontext(_shared_cpu_pool(ctx, size))
+        data = (config_key(config.data), base)
+    with pool_context as pool:
         try:
             while pending or running:
                 held = []
@@ -225,7 +264,7 @@ def _processes(job: _Job, missing: list[int]) -> int:
                     elif got:
                         own = _model_train_set(config, m)  # diffdata: drawn here, once, not in every worker
                         running[pool.submit(_train_in_worker, config, m, directory,
-                                            None if own is base[0] else own)] = m
+                                            None if own is base[0] else own, data)] = m
                     else:
                         held.append(m)
                 pending = held
@@ -243,6 +282,8 @@ def _processes(job: _Job, missing: list[int]) -> int:
         except BaseException:
             for fut in running:
                 fut.cancel()
+            if device.type != "cuda":  # as leaving the pool's with-block did: wait for the running seeds
+                close_cpu_pool()
             raise
     return trained
 
