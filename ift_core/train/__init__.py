@@ -30,7 +30,9 @@ Backends
     time (default: the usable CPU cores). Bit-identical to ``sequential``: both
     run the same code (:func:`train_seed`) with one thread and the same seeds. Each
     worker imports torch once (a few seconds), so this pays off for seeds that train
-    longer than that. As with any ``spawn`` pool, a *script* that uses it needs the
+    longer than that; on CPU the workers stay for the next call of this process (a
+    sweep of many small ensembles starts them once; ``backends.close_cpu_pool()``
+    ends them, as exit does). As with any ``spawn`` pool, a *script* that uses it needs the
     ``if __name__ == "__main__":`` guard; notebooks need nothing. On CUDA
     (``device="cuda"``: every visible GPU; ``"cuda:i"``: GPU ``i`` only) each
     GPU gets ``seeds_per_gpu`` workers (default 1), so several seeds share one
