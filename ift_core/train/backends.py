@@ -190,26 +190,29 @@ def _train_in_worker(config: TrainConfig, m: int, directory: Path, train: ImageS
 
 # The CPU workers outlive one train_ensemble call: starting a spawn worker (a fresh interpreter
 # importing torch) takes ~4 s, which a sweep of many small ensembles (chapter 11: 13 of them)
-# would pay at every call. One pool at a time, for this process only; its workers still die
+# would pay at every call. One pool at a time, of this process only; its workers still die
 # with it (parent_pid), and a call that fails or is interrupted shuts it down.
-_CPU_POOL: dict[tuple[int, int], ProcessPoolExecutor] = {}
+_CPU_POOL: dict[str, Any] = {"pid": None, "size": None, "pool": None}
 
 
 def _shared_cpu_pool(ctx: Any, size: int) -> ProcessPoolExecutor:
-    key = (size, os.getpid())
-    if key not in _CPU_POOL:
+    if _CPU_POOL["pid"] != os.getpid():  # a forked child inherits its parent's pool: not its to shut
+        _CPU_POOL.update(pid=os.getpid(), size=None, pool=None)
+    if _CPU_POOL["size"] != size:
         close_cpu_pool()
-        _CPU_POOL[key] = ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_worker_init,
-                                             initargs=(None, None, None, os.getpid()))
-    return _CPU_POOL[key]
+        _CPU_POOL.update(size=size, pool=ProcessPoolExecutor(max_workers=size, mp_context=ctx,
+                                                             initializer=_worker_init,
+                                                             initargs=(None, None, None, os.getpid())))
+    return _CPU_POOL["pool"]
 
 
-def close_cpu_pool(*, wait: bool = True) -> None:
+def close_cpu_pool() -> None:
     """Shut the shared CPU workers of the ``processes`` backend down (they are started again when
     needed); called at exit, and after a run that failed or was interrupted."""
-    while _CPU_POOL:
-        _, pool = _CPU_POOL.popitem()
-        pool.shutdown(wait=wait, cancel_futures=True)
+    pool = _CPU_POOL["pool"] if _CPU_POOL["pid"] == os.getpid() else None
+    _CPU_POOL.update(size=None, pool=None)
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 atexit.register(close_cpu_pool)
